@@ -1,0 +1,52 @@
+"""The ``haloc-hw`` command.
+
+Each sub-command lives in its own module under :mod:`haloc_hw.cli` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
+parsed arguments and returning an exit code. User errors (:class:`HalocError`) are printed
+as one line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from haloc_hw import __version__
+from haloc_hw.errors import HalocError
+
+# Sub-command modules, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "workloads",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="haloc-hw", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"haloc-hw {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"haloc_hw.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except HalocError as err:
+        print(f"haloc-hw: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("haloc-hw: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

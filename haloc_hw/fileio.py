@@ -1,0 +1,67 @@
+"""Atomic writes and safe YAML reading shared by every module that touches files.
+
+Outputs and caches are written to a temporary file in the same directory and renamed into
+place, so a killed process never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from haloc_hw.errors import HalocError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+
+
+def read_yaml(path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """Read a YAML file with a safe loader; bad files raise :class:`HalocError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HalocError("file not found", file=path, fix="check the path")
+    try:
+        with path.open() as fh:
+            return yaml.load(fh, Loader=loader)  # noqa: S506 - loader is always a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise HalocError(f"malformed YAML{where}: {problem}", file=path, fix="correct the YAML syntax") from None
