@@ -1,0 +1,142 @@
+"""Timing a callable on a GPU (CUDA events) or a CPU (monotonic wall clock).
+
+Both timers share one procedure so CPU numbers in CI exercise the same code path as GPU
+numbers on a real device:
+
+1. ``warmup`` untimed calls (cuDNN's algorithm search with ``cudnn.benchmark`` happens
+   in the first one, allocator caches fill up);
+2. one synchronised call to estimate the cost of a call, from which ``inner`` -- how many
+   back-to-back calls make one sample -- is chosen so a sample lasts at least
+   ``min_sample_s``. A single sub-0.1 ms kernel timed alone is dominated by launch gaps
+   and event resolution; a run of them keeps the GPU queue full, which is how the layer
+   runs inside a network;
+3. ``repeats`` samples, each ``inner`` calls, reported as median and 10th/90th
+   percentiles of the per-call time.
+
+On CUDA every sample is bracketed by a pair of events recorded on the current stream and
+the host synchronises only once at the end, so host overhead does not leak into samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from haloc_hw.errors import HalocError
+
+# Cap on calls per sample: keeps a pathological estimate from running for minutes.
+MAX_INNER = 1000
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Per-call seconds over ``repeats`` samples of ``inner`` calls each."""
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    min_s: float
+    max_s: float
+    repeats: int
+    inner: int
+    timer: str
+
+    def as_breakdown(self) -> dict[str, Any]:
+        """The fields a :class:`~haloc_hw.cost.base.Cost` keeps in ``breakdown``."""
+        return {
+            "p10_s": self.p10_s,
+            "p90_s": self.p90_s,
+            "min_s": self.min_s,
+            "max_s": self.max_s,
+            "repeats": self.repeats,
+            "inner": self.inner,
+            "timer": self.timer,
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of a non-empty list, ``q`` in [0, 100]."""
+    if not values:
+        raise ValueError("percentile of an empty list")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    if lo == hi:
+        return ordered[lo]
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def stats_from_samples(per_call_s: list[float], inner: int, timer: str) -> TimingStats:
+    return TimingStats(
+        median_s=percentile(per_call_s, 50),
+        p10_s=percentile(per_call_s, 10),
+        p90_s=percentile(per_call_s, 90),
+        min_s=min(per_call_s),
+        max_s=max(per_call_s),
+        repeats=len(per_call_s),
+        inner=inner,
+        timer=timer,
+    )
+
+
+def choose_inner(estimate_s: float, min_sample_s: float) -> int:
+    """Calls per sample so a sample lasts at least ``min_sample_s`` (1 when no minimum)."""
+    if min_sample_s <= 0 or estimate_s >= min_sample_s:
+        return 1
+    if estimate_s <= 0:
+        return MAX_INNER
+    return max(1, min(MAX_INNER, math.ceil(min_sample_s / estimate_s)))
+
+
+def _check_counts(warmup: int, repeats: int) -> None:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise HalocError(f"warmup must be an integer >= 0, got {warmup!r}", key="warmup", fix="pass --warmup 0 or more")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise HalocError(f"repeats must be an integer >= 1, got {repeats!r}", key="repeats", fix="pass --repeats 1 or more")
+
+
+def time_cpu(fn: Callable[[], Any], warmup: int, repeats: int, min_sample_s: float = 0.0) -> TimingStats:
+    """Time ``fn`` with :func:`time.perf_counter_ns` (thread count is the caller's business)."""
+    _check_counts(warmup, repeats)
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter_ns()
+    fn()
+    estimate = (time.perf_counter_ns() - start) * 1e-9
+    inner = choose_inner(estimate, min_sample_s)
+    samples: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter_ns() - start) * 1e-9 / inner)
+    return stats_from_samples(samples, inner, "perf_counter_ns")
+
+
+def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int, min_sample_s: float = 1e-3) -> TimingStats:
+    """Time ``fn`` on the current CUDA device and stream with CUDA events."""
+    import torch
+
+    _check_counts(warmup, repeats)
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    first.record()
+    fn()
+    last.record()
+    last.synchronize()
+    estimate = first.elapsed_time(last) * 1e-3
+    inner = choose_inner(estimate, min_sample_s)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+    torch.cuda.synchronize()
+    samples = [start.elapsed_time(end) * 1e-3 / inner for start, end in events]
+    return stats_from_samples(samples, inner, "cuda_events")
