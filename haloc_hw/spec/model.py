@@ -77,6 +77,12 @@ class Architecture:
     levels: tuple[StorageLevel, ...]
     arithmetic: ArithmeticLevel
     source: Path | None = field(default=None, compare=False, hash=False)
+    # Directives written on the nodes of a v0.4 file (``constraints:`` blocks); the
+    # constraint loader merges them with constraint files. Not part of the hardware, so
+    # not compared.
+    node_constraints: tuple[Any, ...] = field(default=(), compare=False, hash=False)
+    # Dialect the architecture was read from ("0.3" or "0.4"), for messages only.
+    version: str | None = field(default=None, compare=False, hash=False)
 
     def level(self, name: str) -> StorageLevel:
         for lvl in self.levels:
