@@ -1,0 +1,733 @@
+"""The constrained map space of one convolution on one architecture.
+
+A mapping is, per storage level, a temporal loop order with one factor per problem
+dimension, a spatial order + X/Y split with one factor per dimension (levels with fan-out
+only), and a keep set. Constraints fix some of this; the rest is the map space the mapper
+searches. This module turns ``(arch, constraints, shape)`` into:
+
+* **factor columns** — one per free-able ``(level, kind, dim)`` slot, kind ``T``
+  (temporal), ``X`` or ``Y`` (spatial, by mesh axis). A dimension whose spatial side is not
+  fixed by the constraints gets both an ``X`` and a ``Y`` column, of which at most one may
+  exceed 1 (a dimension appears once in a level's spatial permutation). Fixed factors
+  (``0`` = the whole dimension) are pre-set;
+* **candidate rows** (``numpy`` int arrays, one row per factor assignment) built by joining
+  the exact factorizations of every dimension one dimension at a time, pruning partial
+  rows on the checks that are monotone in the factors: per-level X/Y fan-out limits and
+  per-level capacity (tile sizes only depend on factors at and below a level, and grow with
+  them; dimensions not joined yet count as 1, a lower bound);
+* **structures** — a row's loop orders and keep sets (:class:`StructureSpec`), which the
+  model evaluates in batches.
+
+Pruning of very large spaces (documented on :class:`SpaceLimits`): when a partial join
+exceeds ``max_rows`` rows, rows with the largest spatial product are kept first and the
+rest is sampled with a fixed seed, so the same inputs always give the same rows. Such a
+cut can miss the optimum; it never happens on the row-stationary constraints shipped
+with the project, whose spaces are small enough to enumerate exhaustively.
+
+Only dense, perfectly factorized mappings are generated (Timeloop's default map space).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+import numpy as np
+
+from haloc_hw.errors import HalocError
+from haloc_hw.spec.mapping import Constraints, Directive
+from haloc_hw.spec.model import DATA_SPACES, Architecture
+from haloc_hw.workload import ConvShape
+
+Kind = Literal["T", "X", "Y"]
+
+# Which data spaces a problem dimension indexes (dense convolution, Timeloop's projections).
+RELEVANT: dict[str, frozenset[str]] = {
+    "G": frozenset(DATA_SPACES),
+    "C": frozenset({"Weights", "Inputs"}),
+    "M": frozenset({"Weights", "Outputs"}),
+    "R": frozenset({"Weights", "Inputs"}),
+    "S": frozenset({"Weights", "Inputs"}),
+    "N": frozenset({"Inputs", "Outputs"}),
+    "P": frozenset({"Inputs", "Outputs"}),
+    "Q": frozenset({"Inputs", "Outputs"}),
+}
+
+
+@dataclass(frozen=True)
+class SpaceLimits:
+    """Knobs bounding the enumeration.
+
+    ``max_rows``: largest number of partial rows kept during the join; beyond it rows are
+    kept by spatial product (largest first) and the remainder is sampled with ``seed``.
+    ``max_keep_combos``: free keep/bypass choices are enumerated jointly when there are at
+    most this many combinations; otherwise every free data space starts kept and the mapper
+    explores bypass level by level (it can then miss optima needing several bypass changes
+    at once).
+    """
+
+    max_rows: int = 400_000
+    max_keep_combos: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Column:
+    """One factor slot: ``level`` is the position in ``arch.levels`` (outermost = 0)."""
+
+    level: int
+    kind: Kind
+    dim: str
+
+
+@dataclass(frozen=True)
+class LevelRule:
+    """What the constraints leave open at one storage level."""
+
+    index: int
+    name: str
+    fanout: tuple[int, int]
+    capacity: int | None
+    fanout_only: bool
+    t_prefix: tuple[str, ...]
+    t_middle: tuple[str, ...]
+    t_suffix: tuple[str, ...]
+    s_prefix: tuple[str, ...]
+    s_middle: tuple[str, ...]
+    s_suffix: tuple[str, ...]
+    split: int | None
+    side: dict[str, str] = field(default_factory=dict)  # dim -> "X" | "Y" | "free" (spatial levels only)
+    keep_fixed: frozenset[str] = frozenset()
+    keep_free: tuple[str, ...] = ()
+    x_middle_max: int | None = None  # for a split inside the free middle: how many middle dims may go to X
+    y_middle_max: int | None = None
+
+    @property
+    def has_spatial(self) -> bool:
+        return self.fanout[0] * self.fanout[1] > 1
+
+
+@dataclass(frozen=True)
+class StructureSpec:
+    """Loop orders and keep sets of a group of rows (what a batch evaluation shares).
+
+    ``temporal[i]`` / ``spatial[i]``: full permutation strings of level ``i``, innermost first;
+    ``split[i]``: number of leading spatial positions on X; ``keep[i]``: kept data spaces.
+    """
+
+    temporal: tuple[str, ...]
+    spatial: tuple[str, ...]
+    split: tuple[int, ...]
+    keep: tuple[frozenset[str], ...]
+
+
+def ordered_factorizations(n: int, k: int, caps: Iterable[int | None] | None = None) -> np.ndarray:
+    """All ``k``-tuples of positive integers whose product is ``n`` (each ≤ its cap), as rows."""
+    caps_l = list(caps) if caps is not None else [None] * k
+    out: list[tuple[int, ...]] = []
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+
+    def rec(i: int, rest: int, acc: tuple[int, ...]) -> None:
+        if i == k - 1:
+            cap = caps_l[i]
+            if cap is None or rest <= cap:
+                out.append(acc + (rest,))
+            return
+        cap = caps_l[i]
+        for d in divisors:
+            if d > rest:
+                break
+            if rest % d or (cap is not None and d > cap):
+                continue
+            rec(i + 1, rest // d, acc + (d,))
+
+    if k == 0:
+        return np.ones((1 if n == 1 else 0, 0), dtype=np.int64)
+    rec(0, n, ())
+    return np.array(out, dtype=np.int64).reshape(len(out), k)
+
+
+def _merged(constraints: Constraints, target: str, types: tuple[str, ...]) -> Directive | None:
+    """Merge every directive of one target and type (architecture + map-space constraints)."""
+    found = [d for d in constraints.directives if d.target == target and d.type in types]
+    if not found:
+        return None
+    factors: dict[str, int] = {}
+    max_f: dict[str, int] = {}
+    min_f: dict[str, int] = {}
+    perm = suffix = None
+    split = None
+    keep: set[str] = set()
+    bypass: set[str] = set()
+    have_keep = have_bypass = False
+    for d in found:
+        for dim, v in d.factors.items():
+            if dim in factors and factors[dim] != v:
+                raise HalocError(
+                    f"conflicting factors {dim}={factors[dim]} and {dim}={v} for '{target}' {d.type}",
+                    file=constraints.source or None,
+                    key=f"{target}.factors",
+                    fix="keep one value per dimension",
+                )
+            factors[dim] = int(v)
+        max_f.update(d.max_factors)
+        min_f.update(d.min_factors)
+        if d.permutation is not None or d.permutation_suffix is not None:
+            if perm is None and suffix is None:
+                perm, suffix = d.permutation, d.permutation_suffix
+        if d.split is not None and split is None:
+            split = d.split
+        if d.keep is not None:
+            keep.update(d.keep)
+            have_keep = True
+        if d.bypass is not None:
+            bypass.update(d.bypass)
+            have_bypass = True
+    return Directive(
+        target=target,
+        type=found[0].type,
+        factors=factors,
+        permutation=perm,
+        permutation_suffix=suffix,
+        split=split,
+        keep=tuple(sorted(keep)) if have_keep else None,
+        bypass=tuple(sorted(bypass)) if have_bypass else None,
+        max_factors=max_f,
+        min_factors=min_f,
+    )
+
+
+def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(fixed innermost prefix, free middle, fixed outermost suffix), dims of this shape only."""
+    prefix_s = (d.permutation or "") if d else ""
+    suffix_s = (d.permutation_suffix or "") if d else ""
+    for sep in ("_", " "):
+        if sep in prefix_s and not suffix_s:
+            prefix_s, suffix_s = prefix_s.split(sep, 1)
+    prefix_s = prefix_s.replace("_", "").replace(" ", "")
+    suffix_s = suffix_s.replace("_", "").replace(" ", "")
+    letters = prefix_s + suffix_s
+    for ch in letters:
+        if ch not in RELEVANT:
+            raise HalocError(f"unknown dimension '{ch}' in permutation", file=source or None, key=f"{where}.permutation", fix=f"use letters from {''.join(dims)}")
+    if len(set(letters)) != len(letters):
+        raise HalocError("a dimension appears twice in the permutation", file=source or None, key=f"{where}.permutation", fix="list each dimension once")
+    prefix = tuple(c for c in prefix_s if c in dims)
+    suffix = tuple(c for c in suffix_s if c in dims)
+    middle = tuple(c for c in dims if c not in prefix and c not in suffix)
+    return prefix, middle, suffix
+
+
+class MapSpace:
+    """The constrained map space of ``shape`` on ``arch`` (see the module docstring)."""
+
+    def __init__(self, arch: Architecture, constraints: Constraints, shape: ConvShape, limits: SpaceLimits | None = None) -> None:
+        self.arch = arch
+        self.constraints = constraints
+        self.shape = shape
+        self.limits = limits or SpaceLimits()
+        self.bounds: dict[str, int] = dict(shape.dims)
+        self.dims: tuple[str, ...] = tuple(self.bounds)
+        self.n_levels = len(arch.levels)
+        self._source = constraints.source or ""
+        names = set(arch.level_names)
+        for d in constraints.directives:
+            if d.target not in names:
+                raise HalocError(
+                    f"constraint targets unknown level '{d.target}'",
+                    file=self._source or None,
+                    key="target",
+                    fix=f"use one of {', '.join(arch.level_names)}",
+                )
+        self.levels: tuple[LevelRule, ...] = tuple(self._level_rule(i) for i in range(self.n_levels))
+        self.columns: list[Column] = []
+        self._base: list[int] = []  # fixed value per column (free columns start at 1)
+        self._free: dict[str, list[int]] = {d: [] for d in self.dims}
+        self._caps: dict[int, int | None] = {}
+        self._mins: dict[int, int] = {}
+        self._build_columns()
+        self.col_index = {c: j for j, c in enumerate(self.columns)}
+        self.keep_combos, self.keep_enumerated = self._keep_combos()
+
+    # ------------------------------------------------------------------ constraints
+    def _fixed_value(self, dim: str, v: int) -> int:
+        return self.bounds[dim] if v == 0 else v
+
+    def _level_rule(self, i: int) -> LevelRule:
+        lvl = self.arch.levels[i]
+        fan = self.arch.fanout(i)
+        t = _merged(self.constraints, lvl.name, ("temporal",))
+        s = _merged(self.constraints, lvl.name, ("spatial",))
+        dt = _merged(self.constraints, lvl.name, ("datatype", "bypass"))
+        tp, tm, ts = _perm_parts(t, self.dims, f"{lvl.name}.temporal", self._source)
+        sp, sm, ss = _perm_parts(s, self.dims, f"{lvl.name}.spatial", self._source)
+        split = s.split if s else None
+        side: dict[str, str] = {}
+        x_mid_max = y_mid_max = None
+        fx, fy = fan
+        if fx * fy > 1:
+            n = len(self.dims)
+            full_known = len(sp) + len(ss) == n
+            if split is None:
+                for dim in self.dims:
+                    side[dim] = "free"
+            else:
+                for pos, dim in enumerate(sp):
+                    side[dim] = "X" if pos < split else "Y"
+                for j, dim in enumerate(ss):
+                    side[dim] = "X" if n - len(ss) + j < split else "Y"
+                lo, hi = len(sp), n - len(ss)  # middle occupies positions lo..hi-1
+                for dim in sm:
+                    side[dim] = "X" if hi <= split else ("Y" if lo >= split else "free")
+                if not full_known and lo < split < hi:
+                    x_mid_max, y_mid_max = split - lo, hi - split
+            for dim in self.dims:  # an axis without fan-out cannot hold a factor > 1
+                if side[dim] == "free" and fx == 1:
+                    side[dim] = "Y"
+                elif side[dim] == "free" and fy == 1:
+                    side[dim] = "X"
+        # keep / bypass
+        if lvl.fanout_only:
+            keep_fixed: frozenset[str] = frozenset()
+            keep_free: tuple[str, ...] = ()
+        elif i == 0:
+            keep_fixed, keep_free = frozenset(DATA_SPACES), ()
+        else:
+            kept = set(dt.keep or ()) if dt else set()
+            byp = set(dt.bypass or ()) if dt else set()
+            for name in kept | byp:
+                if name not in DATA_SPACES:
+                    raise HalocError(f"unknown data space '{name}'", file=self._source or None, key=f"{lvl.name}.keep", fix=f"use {', '.join(DATA_SPACES)}")
+            if kept & byp:
+                raise HalocError(f"data space kept and bypassed at once: {sorted(kept & byp)}", file=self._source or None, key=f"{lvl.name}.bypass", fix="name it in only one list")
+            keep_fixed = frozenset(kept)
+            keep_free = tuple(t_ for t_ in DATA_SPACES if t_ not in kept and t_ not in byp)
+        cap = None if lvl.size_words is None or lvl.is_dram else lvl.effective_size
+        return LevelRule(
+            index=i, name=lvl.name, fanout=fan, capacity=cap, fanout_only=lvl.fanout_only,
+            t_prefix=tp, t_middle=tm, t_suffix=ts, s_prefix=sp, s_middle=sm, s_suffix=ss,
+            split=split, side=side, keep_fixed=keep_fixed, keep_free=keep_free,
+            x_middle_max=x_mid_max, y_middle_max=y_mid_max,
+        )
+
+    def _build_columns(self) -> None:
+        for i, rule in enumerate(self.levels):
+            name = rule.name
+            t = _merged(self.constraints, name, ("temporal",))
+            s = _merged(self.constraints, name, ("spatial",))
+            for dim in self.dims:
+                self._add_column(Column(i, "T", dim), t, f"{name}.temporal")
+            if not rule.has_spatial:
+                if s is not None:
+                    for dim, v in s.factors.items():
+                        if dim in self.bounds and self._fixed_value(dim, v) != 1:
+                            raise HalocError(
+                                f"spatial factor {dim}={v} at a level without fan-out",
+                                file=self._source or None, key=f"{name}.spatial.factors", fix="remove it or use 1",
+                            )
+                continue
+            fx, fy = rule.fanout
+            for dim in self.dims:
+                sd = rule.side[dim]
+                kinds: list[Kind] = ["X", "Y"] if sd == "free" else [sd]  # type: ignore[list-item]
+                kinds = [k for k in kinds if (fx if k == "X" else fy) > 1]
+                fixed = s.factors.get(dim) if s else None
+                if fixed is not None and self._fixed_value(dim, fixed) != 1 and not kinds:
+                    raise HalocError(
+                        f"spatial factor {dim}={self._fixed_value(dim, fixed)} at '{name}' lies on a mesh axis without fan-out "
+                        f"(fan-out {fx}x{fy})",
+                        file=self._source or None, key=f"{name}.spatial", fix="change the split or the factor",
+                    )
+                if fixed is not None and len(kinds) == 2 and self._fixed_value(dim, fixed) != 1:
+                    # fixed factor with a free side: give it to the axis that can hold it (X first)
+                    v = self._fixed_value(dim, fixed)
+                    kinds = ["X"] if v <= fx else ["Y"]
+                for k in kinds:
+                    self._add_column(Column(i, k, dim), s, f"{name}.spatial", cap=fx if k == "X" else fy)
+
+    def _add_column(self, col: Column, d: Directive | None, where: str, cap: int | None = None) -> None:
+        j = len(self.columns)
+        self.columns.append(col)
+        fixed = d.factors.get(col.dim) if d else None
+        if fixed is not None:
+            self._base.append(self._fixed_value(col.dim, fixed))
+            return
+        self._base.append(1)
+        self._free[col.dim].append(j)
+        mx = d.max_factors.get(col.dim) if d else None
+        caps = [c for c in (cap, mx) if c is not None]
+        self._caps[j] = min(caps) if caps else None
+        self._mins[j] = int(d.min_factors.get(col.dim, 1)) if d else 1
+
+    def _keep_combos(self) -> tuple[list[tuple[frozenset[str], ...]], bool]:
+        per_level: list[list[frozenset[str]]] = []
+        for rule in self.levels:
+            opts = []
+            for r in range(len(rule.keep_free) + 1):
+                for sub in itertools.combinations(rule.keep_free, r):
+                    opts.append(rule.keep_fixed | frozenset(sub))
+            opts.sort(key=lambda s: (-len(s), sorted(s)))  # "keep all" first
+            per_level.append(opts)
+        total = math.prod(len(o) for o in per_level)
+        if total <= self.limits.max_keep_combos:
+            return [tuple(c) for c in itertools.product(*per_level)], True
+        return [tuple(o[0] for o in per_level)], False
+
+    def keep_options(self, level: int) -> list[frozenset[str]]:
+        rule = self.levels[level]
+        out = []
+        for r in range(len(rule.keep_free) + 1):
+            for sub in itertools.combinations(rule.keep_free, r):
+                out.append(rule.keep_fixed | frozenset(sub))
+        return out
+
+    # ------------------------------------------------------------------ factor rows
+    def dim_options(self, dim: str) -> np.ndarray:
+        """All assignments of ``dim`` to its free columns (rows), fixed columns excluded."""
+        fixed_prod = math.prod(self._base[j] for j, c in enumerate(self.columns) if c.dim == dim and j not in self._free[dim])
+        bound = self.bounds[dim]
+        free = self._free[dim]
+        if fixed_prod == 0 or bound % fixed_prod:
+            raise HalocError(
+                f"fixed factors of {dim} multiply to {fixed_prod}, which does not divide {dim}={bound}",
+                file=self._source or None, key=f"factors.{dim}", fix=f"use factors of {dim} that divide {bound} (or 0 for the whole dimension)",
+            )
+        rest = bound // fixed_prod
+        opts = ordered_factorizations(rest, len(free), [self._caps[j] for j in free])
+        if len(free) and len(opts):
+            mins = np.array([self._mins[j] for j in free])
+            opts = opts[(opts >= mins).all(axis=1)]
+            # a dimension appears once per spatial permutation: not on X and Y of one level at once
+            by_level: dict[int, list[int]] = {}
+            for k, j in enumerate(free):
+                c = self.columns[j]
+                if c.kind != "T":
+                    by_level.setdefault(c.level, []).append(k)
+            for ks in by_level.values():
+                if len(ks) == 2:
+                    opts = opts[(opts[:, ks[0]] == 1) | (opts[:, ks[1]] == 1)]
+        return opts
+
+    def base_row(self) -> np.ndarray:
+        return np.array(self._base, dtype=np.int64)
+
+    def extents(self, rows: np.ndarray) -> np.ndarray:
+        """Cumulative extents ``ext[row, level, dim]``: product of factors at and below a level."""
+        n = rows.shape[0]
+        per = np.ones((n, self.n_levels, len(self.dims)), dtype=np.int64)
+        dim_pos = {d: k for k, d in enumerate(self.dims)}
+        for j, c in enumerate(self.columns):
+            per[:, c.level, dim_pos[c.dim]] *= rows[:, j]
+        return np.flip(np.cumprod(np.flip(per, axis=1), axis=1), axis=1)
+
+    def tile_sizes(self, ext: np.ndarray) -> dict[str, np.ndarray]:
+        """Tile size of every data space at every level (rows × levels)."""
+        e = {d: ext[:, :, k] for k, d in enumerate(self.dims)}
+        one = np.ones_like(ext[:, :, 0])
+        g = e.get("G", one)
+        sh = self.shape
+        w = (e["P"] - 1) * sh.Wstride + (e["R"] - 1) * sh.Wdilation + 1
+        h = (e["Q"] - 1) * sh.Hstride + (e["S"] - 1) * sh.Hdilation + 1
+        return {
+            "Weights": g * e["C"] * e["M"] * e["R"] * e["S"],
+            "Inputs": e["N"] * g * e["C"] * w * h,
+            "Outputs": e["N"] * g * e["M"] * e["P"] * e["Q"],
+        }
+
+    def _feasible(self, rows: np.ndarray, keep: tuple[frozenset[str], ...]) -> np.ndarray:
+        """Rows passing the fan-out and capacity checks (exact on complete rows, a bound on partial ones)."""
+        ok = np.ones(rows.shape[0], dtype=bool)
+        for rule in self.levels:
+            if not rule.has_spatial:
+                continue
+            for k, lim in (("X", rule.fanout[0]), ("Y", rule.fanout[1])):
+                cols = [j for j, c in enumerate(self.columns) if c.level == rule.index and c.kind == k]
+                if cols:
+                    ok &= rows[:, cols].prod(axis=1) <= lim
+        if not ok.any():
+            return ok
+        ext = self.extents(rows)
+        tiles = self.tile_sizes(ext)
+        for rule in self.levels:
+            if rule.capacity is None or not keep[rule.index]:
+                continue
+            used = sum(tiles[t][:, rule.index] for t in keep[rule.index])
+            ok &= used <= rule.capacity
+        return ok
+
+    def spatial_product(self, rows: np.ndarray) -> np.ndarray:
+        cols = [j for j, c in enumerate(self.columns) if c.kind != "T"]
+        if not cols:
+            return np.ones(rows.shape[0], dtype=np.int64)
+        return rows[:, cols].prod(axis=1)
+
+    def compute_cycles(self, rows: np.ndarray) -> np.ndarray:
+        """MAC cycles of each row (= temporal iterations): a lower bound on its cycles."""
+        return self.shape.macs // self.spatial_product(rows)
+
+    def _dim_tables(self, dim: str, opts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per option of ``dim``: cumulative extent per level, X and Y factor per level (each m × L)."""
+        m, nl = opts.shape[0], self.n_levels
+        per = np.ones((m, nl), dtype=np.int64)
+        xf = np.ones((m, nl), dtype=np.int64)
+        yf = np.ones((m, nl), dtype=np.int64)
+        free = self._free[dim]
+        for j, c in enumerate(self.columns):
+            if c.dim != dim:
+                continue
+            val = opts[:, free.index(j)] if j in free else np.full(m, self._base[j], dtype=np.int64)
+            per[:, c.level] *= val
+            if c.kind == "X":
+                xf[:, c.level] *= val
+            elif c.kind == "Y":
+                yf[:, c.level] *= val
+        ext = np.flip(np.cumprod(np.flip(per, axis=1), axis=1), axis=1)
+        return ext, xf, yf
+
+    def rows(self, keep: tuple[frozenset[str], ...]) -> np.ndarray:
+        """All feasible factor rows for one keep combination (see the module docstring).
+
+        The join keeps, per partial row, running per-level products (tile-size factors,
+        sliding-window extents, X/Y fan-out use), so each step only multiplies small arrays.
+        """
+        nl = self.n_levels
+        options = {d: self.dim_options(d) for d in self.dims}
+        order = sorted(self.dims, key=lambda d: (len(options[d]), self.dims.index(d)))
+        for d in order:
+            if options[d].shape[0] == 0:
+                return np.zeros((0, len(self.columns)), dtype=np.int64)
+        sh = self.shape
+        caps = [(r.index, r.capacity, keep[r.index]) for r in self.levels if r.capacity is not None and keep[r.index]]
+        fx = np.array([r.fanout[0] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        fy = np.array([r.fanout[1] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        one = np.ones((1, nl), dtype=np.int64)
+        st = {k: one.copy() for k in ("W", "I", "O", "X", "Y")}
+        ext = {d: one.copy() for d in ("P", "R", "Q", "S")}
+        idx = np.zeros((1, 0), dtype=np.int64)
+        for d in order:
+            opts = options[d]
+            e, xf, yf = self._dim_tables(d, opts)
+            n, m = idx.shape[0], opts.shape[0]
+            if n * m > 4 * self.limits.max_rows:
+                sel = self._reduce_idx(st["X"] * st["Y"], max(1, (4 * self.limits.max_rows) // m))
+                idx = idx[sel]
+                st = {k: v[sel] for k, v in st.items()}
+                ext = {k: v[sel] for k, v in ext.items()}
+                n = idx.shape[0]
+            rep = lambda a: np.repeat(a, m, axis=0)  # noqa: E731
+            til = lambda a: np.tile(a, (n, 1))  # noqa: E731
+            new_st = {
+                "X": rep(st["X"]) * til(xf),
+                "Y": rep(st["Y"]) * til(yf),
+            }
+            rel = RELEVANT[d]
+            for key, space in (("W", "Weights"), ("I", "Inputs"), ("O", "Outputs")):
+                if space in rel and not (space == "Inputs" and d in ext):
+                    new_st[key] = rep(st[key]) * til(e)
+                else:
+                    new_st[key] = rep(st[key])
+            new_ext = {k: (til(e) if k == d else rep(v)) for k, v in ext.items()}
+            ok = ((new_st["X"] <= fx) & (new_st["Y"] <= fy)).all(axis=1)
+            if caps:
+                w = (new_ext["P"] - 1) * sh.Wstride + (new_ext["R"] - 1) * sh.Wdilation + 1
+                h = (new_ext["Q"] - 1) * sh.Hstride + (new_ext["S"] - 1) * sh.Hdilation + 1
+                tiles = {"Weights": new_st["W"], "Inputs": new_st["I"] * w * h, "Outputs": new_st["O"]}
+                for li, cap, kept in caps:
+                    ok &= sum(tiles[t][:, li] for t in kept) <= cap
+            new_idx = np.concatenate([rep(idx), til(np.arange(m, dtype=np.int64)[:, None])], axis=1)
+            idx = new_idx[ok]
+            st = {k: v[ok] for k, v in new_st.items()}
+            ext = {k: v[ok] for k, v in new_ext.items()}
+            if idx.shape[0] == 0:
+                return np.zeros((0, len(self.columns)), dtype=np.int64)
+            if idx.shape[0] > self.limits.max_rows:
+                sel = self._reduce_idx(st["X"] * st["Y"], self.limits.max_rows)
+                idx = idx[sel]
+                st = {k: v[sel] for k, v in st.items()}
+                ext = {k: v[sel] for k, v in ext.items()}
+        rows = np.tile(self.base_row(), (idx.shape[0], 1))
+        for k, d in enumerate(order):
+            free = self._free[d]
+            if free:
+                rows[:, free] = options[d][idx[:, k]]
+        rows = rows[self._split_ok(rows)]
+        return rows
+
+    def _reduce_idx(self, spatial_use: np.ndarray, limit: int) -> np.ndarray:
+        """Indices of ``limit`` partial rows: largest spatial use first, the rest sampled with the seed."""
+        n = spatial_use.shape[0]
+        if n <= limit:
+            return np.arange(n)
+        sp = spatial_use.prod(axis=1)
+        order = np.argsort(-sp, kind="stable")
+        head = limit // 2
+        rng = np.random.default_rng(self.limits.seed)
+        tail = rng.choice(order[head:], size=limit - head, replace=False)
+        return np.sort(np.concatenate([order[:head], tail]))
+
+    def _split_ok(self, rows: np.ndarray) -> np.ndarray:
+        """A split inside a free middle bounds how many non-trivial middle dims fit on each axis."""
+        ok = np.ones(rows.shape[0], dtype=bool)
+        for rule in self.levels:
+            if rule.x_middle_max is None:
+                continue
+            for k, lim in (("X", rule.x_middle_max), ("Y", rule.y_middle_max)):
+                cols = [j for j, c in enumerate(self.columns) if c.level == rule.index and c.kind == k and c.dim in rule.s_middle]
+                if cols:
+                    ok &= (rows[:, cols] > 1).sum(axis=1) <= lim
+        return ok
+
+    # ------------------------------------------------------------------ structures
+    def x_dims(self, row: np.ndarray, level: int) -> frozenset[str]:
+        """Dims placed on X at ``level`` by this row (factor > 1 on an X column, or a fixed X side)."""
+        rule = self.levels[level]
+        out = set()
+        for dim in self.dims:
+            if rule.side.get(dim) == "X":
+                out.add(dim)
+            elif rule.side.get(dim) == "free":
+                j = self.col_index.get(Column(level, "X", dim))
+                if j is not None and row[j] > 1:
+                    out.add(dim)
+        return frozenset(out)
+
+    def side_key(self, rows: np.ndarray) -> np.ndarray:
+        """An integer per row encoding its free X/Y choices (rows with equal keys share a structure)."""
+        key = np.zeros(rows.shape[0], dtype=np.int64)
+        bit = 0
+        for j, c in enumerate(self.columns):
+            if c.kind == "X" and self.levels[c.level].side.get(c.dim) == "free":
+                key |= (rows[:, j] > 1).astype(np.int64) << bit
+                bit += 1
+        return key
+
+    def spatial_perm(self, level: int, xs: frozenset[str]) -> tuple[str, int]:
+        """Spatial permutation (innermost first) and split that put exactly ``xs``'s free dims on X."""
+        rule = self.levels[level]
+        if not rule.has_spatial:
+            return "".join(self.dims), len(self.dims)
+        if rule.split is not None and len(rule.s_prefix) + len(rule.s_suffix) == len(self.dims):
+            return "".join(rule.s_prefix + rule.s_suffix), rule.split
+        if rule.split is not None:
+            lo = len(rule.s_prefix)
+            n_x_mid = rule.split - lo
+            mid_x = [d for d in rule.s_middle if d in xs and rule.side[d] != "Y"]
+            mid_y = [d for d in rule.s_middle if d not in mid_x]
+            # fill X positions of the middle with X dims, then trivial (factor-1) dims
+            mid_y_sorted = mid_y  # Y dims keep problem order; any trivial ones may sit on X
+            pad = max(0, n_x_mid - len(mid_x))
+            middle = mid_x + mid_y_sorted[:pad] + mid_y_sorted[pad:]
+            return "".join(rule.s_prefix + tuple(middle) + rule.s_suffix), rule.split
+        order = list(rule.s_prefix + rule.s_middle + rule.s_suffix)
+        xs_l = [d for d in order if d in xs]
+        ys_l = [d for d in order if d not in xs]
+        return "".join(xs_l + ys_l), len(xs_l)
+
+    def default_temporal(self, level: int, stationary: str | None = None) -> str:
+        """Full temporal permutation of ``level`` with the free middle in a default order.
+
+        ``stationary`` orders the middle so that dimensions not indexing that data space come
+        innermost (the data space then stays put across them); ``None`` keeps problem order.
+        """
+        rule = self.levels[level]
+        middle = list(rule.t_middle)
+        if stationary is not None:
+            middle.sort(key=lambda d: (stationary in RELEVANT[d], _halo_rank(d)))
+        return "".join(rule.t_prefix + tuple(middle) + rule.t_suffix)
+
+    def free_temporal_levels(self) -> list[int]:
+        return [r.index for r in self.levels if len(r.t_middle) >= 2]
+
+    def temporal_orders(self, level: int, row: np.ndarray, max_orders: int = 24) -> list[str]:
+        """Distinct effective orders of ``level``'s free middle for one row.
+
+        Only loops with a factor > 1 matter, so only those are permuted (factor-1 dims keep
+        problem order at the end of the middle). When there are more than ``max_orders``
+        orders, orders that group dimensions by the data spaces they index are tried instead
+        (every order of the groups, and each dimension moved innermost of its group).
+        """
+        rule = self.levels[level]
+        cols = {d: self.col_index[Column(level, "T", d)] for d in rule.t_middle}
+        active = [d for d in rule.t_middle if row[cols[d]] > 1]
+        idle = [d for d in rule.t_middle if d not in active]
+        if len(active) <= 1:
+            return ["".join(rule.t_prefix + tuple(active + idle) + rule.t_suffix)]
+        if math.factorial(len(active)) <= max_orders:
+            perms = list(itertools.permutations(active))
+        else:
+            groups: dict[frozenset[str], list[str]] = {}
+            for d in active:
+                groups.setdefault(RELEVANT[d], []).append(d)
+            glist = sorted(groups.values(), key=lambda g: self.dims.index(g[0]))
+            seen: set[tuple[str, ...]] = set()
+            perms = []
+            for gorder in itertools.permutations(glist):
+                for gi, g in enumerate(gorder):
+                    for lead in g:
+                        seq: list[str] = []
+                        for gj, g2 in enumerate(gorder):
+                            seq.extend([lead] + [x for x in g2 if x != lead] if gj == gi else g2)
+                        t = tuple(seq)
+                        if t not in seen:
+                            seen.add(t)
+                            perms.append(t)
+        return ["".join(rule.t_prefix + tuple(p) + tuple(idle) + rule.t_suffix) for p in perms]
+
+    def structure(self, keep: tuple[frozenset[str], ...], row: np.ndarray, temporal: tuple[str, ...] | None = None) -> StructureSpec:
+        temporal = temporal or tuple(self.default_temporal(i) for i in range(self.n_levels))
+        sp, split = [], []
+        for i in range(self.n_levels):
+            perm, s = self.spatial_perm(i, self.x_dims(row, i))
+            sp.append(perm)
+            split.append(s)
+        return StructureSpec(temporal=tuple(temporal), spatial=tuple(sp), split=tuple(split), keep=tuple(keep))
+
+    def slot_factors(self, rows: np.ndarray) -> dict[tuple[int, str, str], np.ndarray]:
+        """Factors per ``(level, "temporal"|"spatial", dim)`` (X and Y columns merged), one array each."""
+        out: dict[tuple[int, str, str], np.ndarray] = {}
+        for j, c in enumerate(self.columns):
+            key = (c.level, "temporal" if c.kind == "T" else "spatial", c.dim)
+            out[key] = out[key] * rows[:, j] if key in out else rows[:, j].copy()
+        return out
+
+    # ------------------------------------------------------------------ diagnostics
+    def explain_infeasible(self) -> str:
+        """Name the innermost level that cannot hold the smallest tile the constraints allow."""
+        row = self.base_row()[None, :]
+        for keep in self.keep_combos[:1]:
+            ext = self.extents(row)
+            tiles = self.tile_sizes(ext)
+            for rule in reversed(self.levels):
+                if rule.capacity is None or not keep[rule.index]:
+                    continue
+                used = int(sum(tiles[t][0, rule.index] for t in keep[rule.index]))
+                if used > rule.capacity:
+                    fixed = [
+                        f"{self.levels[c.level].name} {'temporal' if c.kind == 'T' else 'spatial'} {c.dim}={self._base[j]}"
+                        for j, c in enumerate(self.columns)
+                        if c.level >= rule.index and j not in self._free[c.dim] and self._base[j] > 1
+                    ]
+                    return (
+                        f"level '{rule.name}' holds {rule.capacity} words but the smallest tile the constraints allow "
+                        f"({', '.join(sorted(keep[rule.index]))}) needs {used}"
+                        + (f"; forced by {', '.join(fixed)}" if fixed else "")
+                    )
+        for rule in self.levels:
+            if not rule.has_spatial:
+                continue
+            for k, lim in (("X", rule.fanout[0]), ("Y", rule.fanout[1])):
+                cols = [j for j, c in enumerate(self.columns) if c.level == rule.index and c.kind == k and j not in self._free[c.dim]]
+                prod = math.prod(self._base[j] for j in cols)
+                if prod > lim:
+                    return f"fixed spatial factors at '{rule.name}' need {prod} on {k} but the fan-out is {lim}"
+        for d in self.dims:
+            if self.dim_options(d).shape[0] == 0:
+                return f"no factorization of {d}={self.bounds[d]} fits the free slots (factor caps, fan-out limits)"
+        return "no combination of factors satisfies every capacity and fan-out limit at once"
+
+
+def _halo_rank(dim: str) -> int:
+    """Tie-break inside a stationarity group: sliding-window dims (P, Q) innermost, then R, S."""
+    return {"P": 0, "Q": 1, "R": 2, "S": 3}.get(dim, 4)
