@@ -163,18 +163,19 @@ def test_convshape_rejects_nonpositive_dims():
 # --------------------------------------------------------------------------- Timeloop problems
 
 
-def _torchvision_resnet18_layers() -> dict[str, ConvShape]:
-    from torchvision.models import resnet18
+def _layers(name: str, size: tuple[int, int, int]) -> dict[str, ConvShape]:
+    from haloc_hw.models import build_model
 
-    return {layer.name: layer.shape for layer in extract_shapes(resnet18(weights=None), (3, 224, 224))}
+    return {layer.name: layer.shape for layer in extract_shapes(build_model(name), size)}
 
 
 def _golden_expectations() -> dict[str, ConvShape]:
-    """Each golden case's layer, derived from the real network (not from the golden file)."""
-    r18 = _torchvision_resnet18_layers()
+    """Each golden case's layer, derived from the real networks (not from the golden file)."""
+    r18 = _layers("resnet18", (3, 224, 224))
+    r20 = _layers("resnet20", (3, 32, 32))
+    vgg = _layers("vgg16", (3, 224, 224))
     r18_l3 = r18["layer3.1.conv1"]
-    # ResNet-20 on CIFAR: 3x3 convs at 32/16/8 with 16/32/64 channels (He et al. 2016)
-    r20_s3 = ConvShape(C=64, M=64, R=3, S=3, P=8, Q=8)
+    r20_s3 = r20["layer3.1.conv1"]
     cases = {
         "r18_conv1": r18["conv1"],
         "r18_l1": r18["layer1.0.conv1"],
@@ -182,11 +183,10 @@ def _golden_expectations() -> dict[str, ConvShape]:
         "r18_l2_ds": r18["layer2.0.downsample.0"],
         "r18_l3": r18_l3,
         "r18_l4": r18["layer4.1.conv2"],
-        "r20_s1": ConvShape(C=16, M=16, R=3, S=3, P=32, Q=32),
-        "r20_s2": ConvShape(C=32, M=32, R=3, S=3, P=16, Q=16),
+        "r20_s1": r20["layer1.0.conv1"],
+        "r20_s2": r20["layer2.1.conv1"],
         "r20_s3": r20_s3,
-        # VGG-16 conv3_1 on a 224x224 input
-        "vgg_c128_m256_p56": ConvShape(C=128, M=256, R=3, S=3, P=56, Q=56),
+        "vgg_c128_m256_p56": vgg["features.14"],  # conv3_1 on a 224x224 input
     }
     for rank in (64, 128):
         for role, shape in zip(("in", "core", "out"), tucker2_triple(r18_l3, rank, rank)):
