@@ -1,0 +1,479 @@
+"""The HALOC optimisation loop: alternate weight and architecture steps, then pick ranks.
+
+Per training batch (after ``warmup_epochs`` of weight-only epochs):
+
+(a) **weight step** on ``data.train``: sample one candidate per layer from ``p`` (no gradient
+    to ``alpha``); loss = CE + lambda * sum_i MSE(candidate output, original conv output on
+    the same input). Only the sampled candidates' activations are held.
+(b) **architecture step** on the next ``data.val`` batch: straight-through Gumbel-softmax per
+    layer (the forward pass runs one sampled candidate, scaled by a weight that is 1 in the
+    forward pass and carries the soft Gumbel gradient); loss = CE * eta * (E / epsilon)^theta
+    with E = fixed + sum_i sum_j p_ij cost_ij, differentiable in alpha directly. ``fixed`` is
+    the table cost of every layer that is not searched, so the budget epsilon is on the
+    whole model. Only ``alpha`` is differentiated (``torch.autograd.grad``), so no weight
+    gradients are computed or touched.
+
+Memory: each step holds one candidate's activations per layer (plus the detached original
+output in the weight step), so peak memory stays within a small multiple of a plain training
+step; ``tests/test_search_memory.py`` checks the bound of 3x on CPU.
+
+Checkpoints (``search_checkpoint.pt``, written atomically after every epoch) hold the
+supernet, both optimisers, every random generator the loop and the data loaders draw from,
+and the history; ``resume=True`` after a kill continues from the last finished epoch and
+gives the same ranks as an uninterrupted run on CPU. A non-finite loss stops the search
+with :class:`HalocError`, leaving the last good checkpoint in place.
+
+Distributed: under ``torch.distributed`` (torchrun, NCCL or gloo) the weight step runs
+through ``DistributedDataParallel`` (alpha excluded from it); alpha gradients are
+all-reduced by hand so every rank keeps identical alpha; candidate sampling uses a generator
+seeded identically on every rank, so all ranks run the same paths on different data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from haloc_hw.errors import HalocError
+from haloc_hw.fileio import atomic_path, write_json_atomic
+from haloc_hw.search.budget import Budget, CostLookup, check_table, parse_budget, resolve_budget
+from haloc_hw.search.plan import RankPlan, make_plan
+from haloc_hw.search.supernet import Supernet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "search_checkpoint.pt"
+HISTORY_NAME = "search_history.json"
+RANKS_NAME = "ranks.json"
+_CHECKPOINT_VERSION = 1
+# Config fields that may differ between a run and its resumption.
+_RESUME_FREE = {"device", "progress"}
+
+
+@dataclass
+class SearchConfig:
+    """Search hyper-parameters.
+
+    ``budget`` is a fraction of the original model's cost (``0.5``, ``"50%"``) or an absolute
+    value with units (``"150uJ"``, ``"2e6cycles"``, ``"1.5ms"``); see
+    :func:`haloc_hw.search.budget.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
+    p visibly within a few epochs, as short searches need. ``theta`` > 1 makes the hardware
+    factor grow quickly once the expected cost exceeds the budget.
+    """
+
+    epochs: int = 10
+    warmup_epochs: int = 1
+    lr_w: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_alpha: float = 1e-2
+    alpha_weight_decay: float = 0.0
+    lam: float = 1.0
+    eta: float = 1.0
+    theta: float = 2.0
+    tau: float = 1.0
+    budget: str | float = 0.5
+    metric: str = "energy_pJ"
+    seed: int = 0
+    grad_clip: float = 5.0
+    max_batches: int | None = None
+    repair: bool = True
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise HalocError("search needs at least one epoch", key="epochs", fix="set epochs >= 1")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise HalocError("warmup_epochs must be between 0 and epochs", key="warmup_epochs", fix="lower it")
+        if self.tau <= 0:
+            raise HalocError("tau must be positive", key="tau", fix="use e.g. 1.0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _State:
+    supernet: Supernet
+    opt_w: torch.optim.Optimizer
+    opt_a: torch.optim.Optimizer
+    sampler: torch.Generator
+    history: dict[str, Any]
+
+
+class HalocSearch:
+    """Runs the HALOC search over a :class:`Supernet` with costs from a :class:`CostLookup`."""
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+
+    # -- public ---------------------------------------------------------------------------
+    def run(self, supernet: Supernet, data: Any, costs: CostLookup, out_dir: str | Path, resume: bool = False,
+            table_source: str | None = None) -> RankPlan:
+        """Search, write ``ranks.json`` / ``search_history.json`` to ``out_dir``, return the plan.
+
+        ``data`` needs ``.train`` and ``.val`` loaders (``DataBundle``); without ``.val`` the
+        architecture steps use the training loader.
+        """
+        cfg = self.cfg
+        out_dir = Path(out_dir)
+        dist_on = _dist_on()
+        is_main = not dist_on or torch.distributed.get_rank() == 0
+        device = torch.device(cfg.device)
+        candidates = supernet.candidates()
+        if not candidates:
+            raise HalocError("the model has no decomposable layer to search", key="candidates",
+                             fix="pick a model with dense convolutions")
+        check_table(costs, candidates, cfg.metric, source=table_source)
+        budget = parse_budget(cfg.budget, cfg.metric) if not isinstance(cfg.budget, Budget) else cfg.budget
+        epsilon, cost_range = resolve_budget(budget, costs, candidates, source=table_source)
+        names = supernet.layer_names
+        cost_lists = {n: [float(costs.cost(n, r1, r2, cfg.metric)) for r1, r2 in candidates[n]] for n in names}
+        cost_vecs = {n: torch.tensor(v, dtype=torch.float64, device=device) for n, v in cost_lists.items()}
+        log.info("search: %d layers, budget %s = %.6g (original %.6g, reachable %.6g..%.6g), skipped %d convs",
+                 len(names), budget.describe(), epsilon, cost_range.original, cost_range.minimum, cost_range.maximum,
+                 len(supernet.skipped))
+
+        supernet.to(device)
+        torch.manual_seed(cfg.seed)
+        opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.lr_w, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+        opt_a = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999),
+                                 weight_decay=cfg.alpha_weight_decay)
+        sampler = torch.Generator().manual_seed(cfg.seed + 1)
+        history: dict[str, Any] = {
+            "metric": cfg.metric, "budget": epsilon, "budget_text": str(cfg.budget),
+            "original_total": cost_range.original, "fixed_cost": cost_range.fixed,
+            "min_total": cost_range.minimum, "max_total": cost_range.maximum,
+            "candidates": {n: [list(c) for c in candidates[n]] for n in names},
+            "costs": cost_lists, "skipped": dict(supernet.skipped), "epochs": [],
+        }
+        state = _State(supernet, opt_w, opt_a, sampler, history)
+        train_loader, val_loader = _loaders(data, dist_on)
+        loaders = [train_loader, val_loader]
+        ckpt_path = out_dir / CHECKPOINT_NAME
+        start = 0
+        if resume and ckpt_path.exists():
+            start = self._load_checkpoint(ckpt_path, state, loaders, candidates)
+            log.info("resuming search from %s after epoch %d", ckpt_path, start)
+        elif resume:
+            log.warning("--resume: no checkpoint at %s, starting the search from the beginning", ckpt_path)
+
+        weight_model: nn.Module = supernet
+        if dist_on:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            DDP._set_params_and_buffers_to_ignore_for_model(supernet, supernet.arch_parameter_names())
+            weight_model = DDP(supernet, device_ids=[device.index] if device.type == "cuda" else None,
+                               find_unused_parameters=True)
+
+        for epoch in range(start, cfg.epochs):
+            for loader in loaders:
+                _set_epoch(loader, epoch)
+            t0 = time.perf_counter()
+            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, cost_vecs,
+                                cost_range.fixed, epsilon, is_main, dist_on)
+            stats["seconds"] = time.perf_counter() - t0
+            probs = supernet.probabilities()
+            stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
+            stats["argmax"] = {n: list(r) for n, r in supernet.argmax_ranks().items()}
+            stats["expected_cost"] = cost_range.fixed + sum(float(probs[n].double().cpu() @ cost_vecs[n].cpu()) for n in names)
+            stats["argmax_cost"] = cost_range.fixed + sum(
+                cost_lists[n][candidates[n].index(tuple(r))] for n, r in stats["argmax"].items())
+            history["epochs"].append(stats)
+            log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
+                     epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
+                     stats["expected_cost"], stats["argmax_cost"], epsilon)
+            if is_main:
+                self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
+                write_json_atomic(out_dir / HISTORY_NAME, history)
+            if dist_on:
+                torch.distributed.barrier()
+
+        probs = supernet.probabilities()
+        plan = make_plan(
+            {n: [float(v) for v in probs[n]] for n in names}, candidates, cost_lists,
+            {n: float(costs.original_cost(n, cfg.metric)) for n in names},
+            metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed,
+            repair=cfg.repair,
+        )
+        if is_main:
+            if not history["epochs"]:
+                write_json_atomic(out_dir / HISTORY_NAME, history)
+            plan.save(out_dir / RANKS_NAME)
+        log.info("search done: %s", plan.note)
+        return plan
+
+    # -- one epoch ------------------------------------------------------------------------
+    def _epoch(self, epoch: int, state: _State, weight_model: nn.Module, train_loader: Any,
+               val_loader: Any, cost_vecs: dict[str, torch.Tensor], fixed: float, epsilon: float,
+               is_main: bool, dist_on: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        net = state.supernet
+        device = torch.device(cfg.device)
+        arch_on = epoch >= cfg.warmup_epochs
+        net.train()
+        sums = {"train_ce": 0.0, "feature_mse": 0.0, "val_ce": 0.0, "hw_factor": 0.0}
+        n_w = n_a = 0
+        val_iter = _cycle(val_loader) if arch_on else None
+        total = len(train_loader) if cfg.max_batches is None else min(len(train_loader), cfg.max_batches)
+        bar = _progress(total, f"search {epoch + 1}/{cfg.epochs}", is_main and cfg.progress)
+        try:
+            for step, (x, y) in enumerate(train_loader):
+                if cfg.max_batches is not None and step >= cfg.max_batches:
+                    break
+                ce, mse = self._weight_step(state, weight_model, x.to(device), y.to(device))
+                sums["train_ce"] += ce
+                sums["feature_mse"] += mse
+                n_w += 1
+                if val_iter is not None:
+                    xv, yv = next(val_iter)
+                    vce, hw = self._arch_step(state, xv.to(device), yv.to(device), cost_vecs, fixed, epsilon, dist_on)
+                    sums["val_ce"] += vce
+                    sums["hw_factor"] += hw
+                    n_a += 1
+                bar.update(1)
+                bar.set_postfix(ce=f"{ce:.3f}")
+        finally:
+            bar.close()
+            net.set_paths(None)
+            net.track_targets(False)
+        return {
+            "epoch": epoch + 1,
+            "arch_steps": n_a,
+            "train_ce": sums["train_ce"] / max(n_w, 1),
+            "feature_mse": sums["feature_mse"] / max(n_w, 1),
+            "val_ce": sums["val_ce"] / n_a if n_a else math.nan,
+            "hw_factor": sums["hw_factor"] / n_a if n_a else math.nan,
+        }
+
+    def _weight_step(self, state: _State, weight_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        cfg = self.cfg
+        net = state.supernet
+        layers = net.choice_layers()
+        with torch.no_grad():
+            paths = {n: int(torch.multinomial(layer.probabilities().float().cpu(), 1, generator=state.sampler))
+                     for n, layer in layers.items()}
+        net.set_paths(paths)
+        net.track_targets(True)
+        out = weight_model(x)
+        ce = F.cross_entropy(out, y)
+        mse = net.feature_loss().to(ce.device)
+        loss = ce + cfg.lam * mse
+        _check_finite(loss, "weight step", cfg)
+        state.opt_w.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), cfg.grad_clip)
+        state.opt_w.step()
+        net.track_targets(False)
+        return float(ce.detach()), float(mse.detach())
+
+    def _arch_step(self, state: _State, x: torch.Tensor, y: torch.Tensor, cost_vecs: dict[str, torch.Tensor],
+                   fixed: float, epsilon: float, dist_on: bool) -> tuple[float, float]:
+        cfg = self.cfg
+        net = state.supernet
+        layers = net.choice_layers()
+        for layer in layers.values():
+            u = torch.rand(layer.alpha.numel(), generator=state.sampler, dtype=torch.float32)
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7))).to(layer.alpha.device)
+            soft = torch.softmax((layer.alpha + gumbel) / cfg.tau, dim=0)
+            index = int(torch.argmax(soft.detach()))
+            hard = torch.zeros_like(soft)
+            hard[index] = 1.0
+            layer.set_gumbel(index, hard - soft.detach() + soft)
+        out = net(x)
+        ce = F.cross_entropy(out, y)
+        expected = torch.as_tensor(fixed, dtype=torch.float64, device=ce.device)
+        for name, layer in layers.items():
+            expected = expected + layer.probabilities().double() @ cost_vecs[name]
+        hw = (expected / epsilon) ** cfg.theta
+        loss = ce * cfg.eta * hw.to(ce.dtype)
+        _check_finite(loss, "architecture step", cfg)
+        alphas = net.arch_parameters()
+        grads = torch.autograd.grad(loss, alphas)
+        if dist_on:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            torch.distributed.all_reduce(flat)
+            flat /= torch.distributed.get_world_size()
+            grads = tuple(flat[o:o + a.numel()].view_as(a) for o, a in zip(_offsets(alphas), alphas))
+        for alpha, grad in zip(alphas, grads):
+            alpha.grad = grad.detach().clone()
+        state.opt_a.step()
+        state.opt_a.zero_grad(set_to_none=True)
+        net.set_paths(None)
+        if not all(torch.isfinite(a).all() for a in alphas):
+            raise HalocError(f"alpha became non-finite at lr_alpha={cfg.lr_alpha}", key="lr_alpha",
+                             fix="lower lr_alpha and resume from the last checkpoint with --resume")
+        return float(ce.detach()), float(hw.detach())
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _save_checkpoint(self, path: Path, epoch: int, state: _State, loaders: list[Any],
+                         candidates: dict[str, list[tuple[int, int]]]) -> None:
+        payload = {
+            "version": _CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "config": _comparable(self.cfg),
+            "candidates": {n: [list(c) for c in cs] for n, cs in candidates.items()},
+            "supernet": state.supernet.state_dict(),
+            "opt_w": state.opt_w.state_dict(),
+            "opt_a": state.opt_a.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "sampler": state.sampler.get_state(),
+                "loaders": [g.get_state() for g in _loader_generators(loaders)],
+            },
+            "history": state.history,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    def _load_checkpoint(self, path: Path, state: _State, loaders: list[Any],
+                         candidates: dict[str, list[tuple[int, int]]]) -> int:
+        try:
+            payload = torch.load(path, map_location=self.cfg.device, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as err:
+            raise HalocError(f"cannot read search checkpoint ({err})", file=path,
+                             fix="delete it to start over, or use a new --out") from None
+        if payload.get("version") != _CHECKPOINT_VERSION:
+            raise HalocError("search checkpoint has an unknown version", file=path, fix="start a new search")
+        now = _comparable(self.cfg)
+        diff = sorted(k for k in set(now) | set(payload["config"]) if now.get(k) != payload["config"].get(k))
+        if diff:
+            raise HalocError(f"search settings differ from the checkpoint's: {', '.join(diff)}", file=path,
+                             key=diff[0], fix="resume with the same options, or use a new --out")
+        if payload["candidates"] != {n: [list(c) for c in cs] for n, cs in candidates.items()}:
+            raise HalocError("rank candidates differ from the checkpoint's", file=path, key="candidates",
+                             fix="resume with the same model and table, or use a new --out")
+        state.supernet.load_state_dict(payload["supernet"])
+        state.opt_w.load_state_dict(payload["opt_w"])
+        state.opt_a.load_state_dict(payload["opt_a"])
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        state.sampler.set_state(rng["sampler"].cpu())
+        for gen, saved in zip(_loader_generators(loaders), rng["loaders"]):
+            gen.set_state(saved.cpu())
+        state.history.clear()
+        state.history.update(payload["history"])
+        return int(payload["epoch"]) + 1
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _dist_on() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _comparable(cfg: SearchConfig) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _RESUME_FREE}
+
+
+def _check_finite(loss: torch.Tensor, where: str, cfg: SearchConfig) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        raise HalocError(
+            f"non-finite loss in the {where} (lr_w={cfg.lr_w}, lr_alpha={cfg.lr_alpha}); the last good checkpoint "
+            f"is kept", key="lr_w" if where == "weight step" else "lr_alpha",
+            fix="lower the learning rate and restart, or --resume from the last checkpoint")
+
+
+def _cycle(loader: Any) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise HalocError("validation loader is empty", key="val", fix="use a larger val_fraction or subset")
+
+
+def _offsets(params: list[nn.Parameter]) -> list[int]:
+    out, pos = [], 0
+    for p in params:
+        out.append(pos)
+        pos += p.numel()
+    return out
+
+
+def _loader_generators(loaders: list[Any]) -> list[torch.Generator]:
+    """Every distinct generator the loaders draw from (their own, their samplers')."""
+    seen: list[torch.Generator] = []
+    for loader in loaders:
+        sampler = getattr(loader, "sampler", None)
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for gen in (getattr(loader, "generator", None), getattr(sampler, "generator", None),
+                    getattr(getattr(batch_sampler, "sampler", None), "generator", None)):
+            if isinstance(gen, torch.Generator) and all(gen is not g for g in seen):
+                seen.append(gen)
+    return seen
+
+
+def _loaders(data: Any, dist_on: bool) -> tuple[Any, Any]:
+    train = data.train
+    val = getattr(data, "val", None)
+    if val is None:
+        log.warning("no validation loader: architecture steps use the training data")
+        val = train
+    if dist_on:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        train, val = _Shard(train, rank, world), _Shard(val, rank, world)
+    return train, val
+
+
+class _Shard:
+    """Every ``world``-th batch of a batch iterable, starting at ``rank``.
+
+    Works for ``DataBundle`` batches and plain Anys alike; every rank gets the same
+    number of batches (the remainder is dropped) so collective calls stay in step.
+    """
+
+    def __init__(self, batches: Any, rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+        if len(batches) < world:
+            raise HalocError(f"{len(batches)} batches cannot feed {world} ranks", key="--batch",
+                             fix="use a smaller batch or more data")
+
+    def set_epoch(self, epoch: int) -> None:
+        _set_epoch(self.batches, epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches) // self.world
+
+    def __iter__(self) -> Iterator[Any]:
+        limit = len(self) * self.world
+        for i, batch in enumerate(self.batches):
+            if i >= limit:
+                break
+            if i % self.world == self.rank:
+                yield batch
+
+
+def _set_epoch(batches: Any, epoch: int) -> None:
+    """Tell a batch iterable (or its sampler) the epoch, so shuffling depends on (seed, epoch) only."""
+    for obj in (batches, getattr(batches, "sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)

@@ -1,0 +1,214 @@
+"""The over-parameterised network of HALOC: every decomposable conv becomes a choice of ranks.
+
+:class:`RankChoiceConv` keeps the trained convolution (frozen; it only produces the
+feature-map target) and one Tucker-2 module per rank candidate, each initialised by the
+Tucker-2 decomposition of the trained weight. Its architecture parameters ``alpha`` give the
+candidate probabilities ``p = softmax(alpha)``.
+
+Only one candidate runs per forward pass, so memory stays close to that of a single
+network (see :mod:`haloc_hw.search.search` for the gradient path to ``alpha``):
+
+* ``set_path(index)`` — weight step: the given candidate runs, ``alpha`` gets no gradient.
+* ``set_gumbel(index, weights)`` — architecture step: the sampled candidate runs and its
+  output is scaled by the straight-through Gumbel weight (1 in the forward pass), which
+  routes the loss gradient to ``alpha``.
+
+The feature-map target is the *original* conv applied to the same input the layer receives
+inside the supernet (computed without gradient). Each candidate therefore learns to
+reproduce the trained layer locally, and no second forward pass through a separate copy of
+the model is needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from haloc_hw.errors import HalocError
+
+log = logging.getLogger(__name__)
+
+Rank = tuple[int, int]
+#: Builds the decomposed module of ``conv`` at ranks (r1 = output side, r2 = input side).
+CandidateFactory = Callable[[nn.Conv2d, int, int], nn.Module]
+
+
+def default_factory(conv: nn.Conv2d, r1: int, r2: int) -> nn.Module:
+    """Tucker-2 module initialised from the trained weight (``haloc_hw.decompose``)."""
+    from haloc_hw.decompose import Tucker2Conv
+
+    return Tucker2Conv.from_conv(conv, r1, r2)
+
+
+class RankChoiceConv(nn.Module):
+    """One decomposable conv with its rank candidates and their architecture parameters."""
+
+    def __init__(self, conv: nn.Conv2d, candidates: Sequence[Rank], factory: CandidateFactory | None = None) -> None:
+        super().__init__()
+        if not candidates:
+            raise HalocError("a layer needs at least one rank candidate", key="candidates", fix="give (r1, r2) pairs")
+        factory = factory or default_factory
+        self.candidates: list[Rank] = [(int(r1), int(r2)) for r1, r2 in candidates]
+        self.original = conv
+        for param in self.original.parameters():
+            param.requires_grad_(False)
+        self.choices = nn.ModuleList(factory(conv, r1, r2) for r1, r2 in self.candidates)
+        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
+        self._index: int | None = None
+        self._gate: torch.Tensor | None = None
+        self.track_target = False
+        self.feature_loss: torch.Tensor | None = None
+
+    # -- path selection -------------------------------------------------------------------
+    def set_path(self, index: int | None) -> None:
+        """Run candidate ``index`` (no alpha gradient); ``None`` runs the argmax candidate."""
+        self._index = index
+        self._gate = None
+
+    def set_gumbel(self, index: int, gate: torch.Tensor) -> None:
+        """Run candidate ``index`` scaled by ``gate[index]`` (straight-through Gumbel weight)."""
+        self._index = index
+        self._gate = gate
+
+    def probabilities(self) -> torch.Tensor:
+        return torch.softmax(self.alpha, dim=0)
+
+    def argmax_index(self) -> int:
+        return int(torch.argmax(self.alpha.detach()).item())
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = self.argmax_index() if self._index is None else self._index
+        out = self.choices[index](x)
+        if self._gate is not None:
+            out = out * self._gate[index]
+        if self.track_target:
+            with torch.no_grad():
+                target = self.original(x)
+            self.feature_loss = F.mse_loss(out, target)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"candidates={self.candidates}"
+
+
+class Supernet(nn.Module):
+    """A copy of ``model`` whose listed convs are :class:`RankChoiceConv` modules.
+
+    ``candidates`` maps module names (``model.named_modules()``) to (r1, r2) lists. Grouped
+    and depthwise convs are never replaced: Tucker-2 of a grouped kernel does not give the
+    three dense convs the cost table prices; they are listed in :attr:`skipped` with the
+    reason and logged.
+    """
+
+    def __init__(
+        self, model: nn.Module, candidates: Mapping[str, Sequence[Rank]], factory: CandidateFactory | None = None
+    ) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(model)
+        self.skipped: dict[str, str] = {}
+        self._names: list[str] = []
+        modules = dict(self.net.named_modules())
+        for name, cands in candidates.items():
+            conv = modules.get(name)
+            if conv is None:
+                raise HalocError(f"model has no module '{name}'", key=name, fix="use names from model.named_modules()")
+            if not isinstance(conv, nn.Conv2d):
+                raise HalocError(f"'{name}' is a {type(conv).__name__}, not a Conv2d", key=name,
+                                 fix="list only convolution layers as decomposable")
+            if conv.groups != 1:
+                self.skipped[name] = f"grouped/depthwise conv (groups={conv.groups}) is not Tucker-2 decomposed"
+                continue
+            for r1, r2 in cands:
+                if not (1 <= r1 <= conv.out_channels and 1 <= r2 <= conv.in_channels):
+                    raise HalocError(
+                        f"rank ({r1}, {r2}) does not fit {name} ({conv.in_channels}->{conv.out_channels} channels)",
+                        key=name, fix="use 1 <= r1 <= out_channels and 1 <= r2 <= in_channels")
+            _set_module(self.net, name, RankChoiceConv(conv, cands, factory))
+            self._names.append(name)
+        for name, module in modules.items():
+            if isinstance(module, nn.Conv2d) and name not in candidates:
+                self.skipped.setdefault(name, "no rank candidates (not decomposable or not in the cost table)")
+        for name, why in self.skipped.items():
+            log.info("supernet keeps %s as is: %s", name, why)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._names)
+
+    def choice_layers(self) -> dict[str, RankChoiceConv]:
+        return {name: self.net.get_submodule(name) for name in self._names}  # type: ignore[misc]
+
+    def candidates(self) -> dict[str, list[Rank]]:
+        return {name: list(layer.candidates) for name, layer in self.choice_layers().items()}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [layer.alpha for layer in self.choice_layers().values()]
+
+    def arch_parameter_names(self) -> list[str]:
+        """State-dict names of the alphas (for DDP's ignore list)."""
+        return [f"net.{name}.alpha" for name in self._names]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Trainable weights: candidate factors, BN, classifier; not alpha, not the frozen originals."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in arch]
+
+    # -- modes ----------------------------------------------------------------------------
+    def set_paths(self, indices: Mapping[str, int] | None) -> None:
+        layers = self.choice_layers()
+        for name, layer in layers.items():
+            layer.set_path(None if indices is None else indices[name])
+
+    def track_targets(self, on: bool) -> None:
+        for layer in self.choice_layers().values():
+            layer.track_target = on
+            layer.feature_loss = None
+
+    def feature_loss(self) -> torch.Tensor:
+        """Sum over layers of the MSE between the candidate's and the original conv's output."""
+        losses = [layer.feature_loss for layer in self.choice_layers().values() if layer.feature_loss is not None]
+        if not losses:
+            return torch.zeros(())
+        return torch.stack(losses).sum()
+
+    # -- results --------------------------------------------------------------------------
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        return {name: layer.probabilities().detach() for name, layer in self.choice_layers().items()}
+
+    def argmax_ranks(self) -> dict[str, Rank]:
+        return {name: layer.candidates[layer.argmax_index()] for name, layer in self.choice_layers().items()}
+
+    def export_compressed(self, ranks: Mapping[str, Rank] | None = None) -> nn.Module:
+        """The plain network with each searched conv replaced by its chosen candidate's *trained* factors.
+
+        ``ranks`` defaults to :meth:`argmax_ranks`; any rank given must be one of the layer's
+        candidates. Nothing is re-decomposed.
+        """
+        ranks = dict(ranks) if ranks is not None else self.argmax_ranks()
+        net = copy.deepcopy(self.net)
+        for name in self._names:
+            layer: RankChoiceConv = net.get_submodule(name)  # type: ignore[assignment]
+            rank = tuple(int(v) for v in ranks[name])
+            if rank not in layer.candidates:
+                raise HalocError(f"rank {rank} is not a candidate of {name}", key=name, fix=f"use one of {layer.candidates}")
+            chosen = layer.choices[layer.candidates.index(rank)]
+            for param in chosen.parameters():
+                param.requires_grad_(True)
+            _set_module(net, name, chosen)
+        return net
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
