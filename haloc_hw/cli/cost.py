@@ -1,0 +1,208 @@
+"""``haloc-hw cost model|map``: run the embedded model on a mapping, or the mapper on a layer.
+
+Files are given as Timeloop takes them, in any order; each is sorted by its top-level keys
+(``architecture``, ``problem``, ``mapping``, ``architecture_constraints`` /
+``mapspace_constraints``, ``mapper``, ``ERT``). v0.3 and v0.4 files both work. Without an
+ERT file the one shipped next to the architecture (``<arch>.ert.yaml``) is used.
+
+Everything is computed before anything is written, and outputs are written atomically,
+so an error leaves ``--out`` untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from haloc_hw.errors import HalocError
+
+ROLES = {
+    "architecture": "arch",
+    "problem": "problem",
+    "mapping": "mapping",
+    "architecture_constraints": "constraints",
+    "mapspace_constraints": "constraints",
+    "mapper": "mapper",
+    "ERT": "ert",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cost", help="evaluate a mapping or search for the best one (embedded model)")
+    sub = parser.add_subparsers(dest="cost_command", metavar="ACTION")
+    sub.required = True
+
+    p_model = sub.add_parser("model", help="evaluate one mapping: FILES = arch, problem, mapping[, ERT]")
+    p_model.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p_model.add_argument("--json", action="store_true", help="print one JSON object")
+    p_model.add_argument("--out", type=Path, metavar="DIR", help="write stats.txt (and stats.json) here")
+    p_model.set_defaults(func=run_model)
+
+    p_map = sub.add_parser("map", help="find the best mapping: FILES = arch, problem, constraints[, mapper settings][, ERT]")
+    p_map.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p_map.add_argument("--metric", default=None, help="delay,energy (default, lexicographic) | energy | edp | delay")
+    p_map.add_argument("--json", action="store_true", help="print one JSON object")
+    p_map.add_argument("--out", type=Path, metavar="DIR", help="write map.yaml and stats.txt here")
+    p_map.set_defaults(func=run_map)
+
+
+def classify(files: list[Path]) -> dict[str, list[Path]]:
+    """Sort input files by role; a file may carry several roles (Timeloop concatenates them)."""
+    from haloc_hw.spec.yamltags import classify_yaml
+
+    roles: dict[str, list[Path]] = {}
+    for f in files:
+        keys = classify_yaml(f)
+        found = {ROLES[k] for k in keys if k in ROLES}
+        if not found:
+            raise HalocError(
+                f"cannot tell what this file is (top-level keys: {', '.join(sorted(keys)) or 'none'})",
+                file=f,
+                fix="pass architecture, problem, mapping, constraints, mapper or ERT files",
+            )
+        for r in sorted(found):
+            roles.setdefault(r, []).append(f)
+    return roles
+
+
+def _one(roles: dict[str, list[Path]], role: str, what: str) -> Path:
+    files = roles.get(role, [])
+    if not files:
+        raise HalocError(f"no {what} file given", key=role, fix=f"add the {what} YAML to the command line")
+    if len(files) > 1:
+        raise HalocError(f"more than one {what} file: {', '.join(map(str, files))}", key=role, fix=f"pass one {what} file")
+    return files[0]
+
+
+def _load_common(roles: dict[str, list[Path]]) -> tuple[Any, Any, Any, Path]:
+    from haloc_hw.cost.analytical.backend import default_ert_path
+    from haloc_hw.spec.energy import load_energy_table
+    from haloc_hw.spec.loader import load_arch
+    from haloc_hw.workload import load_problem
+
+    arch_path = _one(roles, "arch", "architecture")
+    arch = load_arch(arch_path)
+    shape = load_problem(_one(roles, "problem", "problem"))
+    if roles.get("ert"):
+        ert_path = _one(roles, "ert", "ERT")
+    else:
+        found = default_ert_path(arch_path)
+        if found is None:
+            raise HalocError("no energy table (ERT) given and none next to the architecture", file=arch_path, key="ERT",
+                             fix="add an ERT YAML to the command line")
+        ert_path = found
+    energy = load_energy_table(ert_path, arch)
+    return arch, shape, energy, arch_path
+
+
+def evaluation_json(ev: Any) -> dict[str, Any]:
+    """The evaluation as a JSON object with at least cycles, energy_pJ, computes, utilization, levels."""
+    doc = dict(ev.to_json()) if hasattr(ev, "to_json") else {}
+    for key in ("cycles", "energy_pJ", "computes", "utilization"):
+        if key not in doc and hasattr(ev, key):
+            doc[key] = getattr(ev, key)
+    return doc
+
+
+def stats_text(ev: Any, title: str) -> str:
+    """A readable report: the model's own report when it has one, else a short summary."""
+    try:
+        from haloc_hw.cost.analytical import model as model_mod
+    except ImportError:  # pragma: no cover - the model ships with the package
+        model_mod = None
+    for name in ("format_stats", "stats_text", "report"):
+        fn = getattr(model_mod, name, None) if model_mod else None
+        if callable(fn):
+            try:
+                return str(fn(ev))
+            except TypeError:
+                continue
+    for name in ("stats_text", "report", "to_text"):
+        fn = getattr(ev, name, None)
+        if callable(fn):
+            return str(fn())
+    doc = evaluation_json(ev)
+    lines = [title, "", f"Cycles: {doc.get('cycles')}", f"Computes: {doc.get('computes')}",
+             f"Utilization: {doc.get('utilization')}", f"Energy: {doc.get('energy_pJ')} pJ", ""]
+    levels = doc.get("levels", {})
+    if isinstance(levels, dict):
+        for name, body in levels.items():
+            lines.append(f"=== {name} ===")
+            if isinstance(body, dict):
+                for k, v in body.items():
+                    lines.append(f"  {k}: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def _summary(doc: dict[str, Any]) -> str:
+    e = doc.get("energy_pJ")
+    c = doc.get("computes")
+    per = f" ({e / c:.3f} pJ/MAC)" if e is not None and c else ""
+    return f"cycles {doc.get('cycles')}, energy {e:.6g} pJ{per}, utilization {doc.get('utilization')}"
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from haloc_hw.cost.analytical.model import AnalyticalModel
+    from haloc_hw.fileio import write_json_atomic, write_text_atomic
+    from haloc_hw.spec.constraints import load_mapping
+
+    roles = classify(args.files)
+    arch, shape, energy, _ = _load_common(roles)
+    mapping = load_mapping(_one(roles, "mapping", "mapping"), arch)
+    ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
+    doc = _plain(evaluation_json(ev))
+    text = stats_text(ev, "haloc-hw cost model")
+    if args.out:
+        write_text_atomic(Path(args.out) / "stats.txt", text)
+        write_json_atomic(Path(args.out) / "stats.json", doc)
+    print(json.dumps(doc, indent=2, default=_jsonable) if args.json else _summary(doc))
+    return 0
+
+
+def run_map(args: argparse.Namespace) -> int:
+    from haloc_hw.cost.analytical.mapper import Mapper, MapperSettings
+    from haloc_hw.fileio import write_json_atomic, write_text_atomic, write_yaml_atomic
+    from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml
+
+    roles = classify(args.files)
+    arch, shape, energy, _ = _load_common(roles)
+    constraints = load_constraints(roles.get("constraints", []), arch)
+    settings = MapperSettings.from_file(_one(roles, "mapper", "mapper settings")) if roles.get("mapper") else MapperSettings()
+    result = Mapper(arch, constraints, energy, settings).search(shape, args.metric)
+    doc = evaluation_json(result.evaluation)
+    map_doc = mapping_to_yaml(result.mapping)
+    doc["mapping"] = map_doc["mapping"]
+    doc["mapper"] = {"metric": ",".join(result.metric), "evaluated": result.evaluated, "valid": result.valid,
+                     "seconds": round(result.seconds, 4)}
+    doc = _plain(doc)
+    text = stats_text(result.evaluation, "haloc-hw cost map")
+    if args.out:
+        out = Path(args.out)
+        write_yaml_atomic(out / "map.yaml", map_doc)
+        write_text_atomic(out / "stats.txt", text)
+        write_json_atomic(out / "stats.json", doc)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=_jsonable))
+    else:
+        print(_summary(doc))
+        print(f"searched {result.evaluated} mappings ({result.valid} valid) in {result.seconds:.2f} s")
+    return 0
+
+
+def _plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON types only (numpy scalars and arrays, tuples, sets converted)."""
+    return json.loads(json.dumps(doc, default=_jsonable))
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

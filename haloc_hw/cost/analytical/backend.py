@@ -1,0 +1,204 @@
+"""The ``analytical`` cost backend: the embedded mapper + model behind the CostModel protocol.
+
+Each workload is mapped by :class:`~haloc_hw.cost.analytical.mapper.Mapper` under the
+given constraints and metric; the winner's exact evaluation becomes a
+:class:`~haloc_hw.cost.base.Cost`. Nothing is cached here: the cost-table layer caches by
+``(name, version(), fingerprint(), workload)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from haloc_hw.cost.analytical.mapper import MAPPER_VERSION, Mapper, MapperSettings, parse_metric
+from haloc_hw.cost.base import Cost
+from haloc_hw.errors import HalocError
+from haloc_hw.spec.mapping import Constraints
+from haloc_hw.spec.model import Architecture, EnergyTable
+from haloc_hw.workload import ConvShape
+
+log = logging.getLogger(__name__)
+
+# Bump when the backend's own behaviour changes (the model's version is appended).
+BACKEND_VERSION = "1"
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def default_ert_path(arch_path: str | Path) -> Path | None:
+    """The energy table shipped next to an architecture: ``arch/eyeriss.yaml`` -> ``arch/eyeriss.ert.yaml``."""
+    p = Path(arch_path)
+    stem = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.stem
+    for cand in (p.with_name(f"{stem}.ert.yaml"), p.with_name("ERT.yaml"), p.with_name("ert.yaml")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def default_constraints_path(arch_path: str | Path | None = None) -> Path | None:
+    """``mappings/row_stationary.yaml`` next to the ``arch/`` folder, else the repository's."""
+    places = []
+    if arch_path is not None:
+        places.append(Path(arch_path).resolve().parent.parent / "mappings" / "row_stationary.yaml")
+    places.append(_repo_root() / "mappings" / "row_stationary.yaml")
+    places.append(Path(__file__).resolve().parents[2] / "data" / "mappings" / "row_stationary.yaml")
+    for cand in places:
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _model_version() -> str:
+    from haloc_hw.cost.analytical import model
+
+    for name in ("MODEL_VERSION", "__version__", "VERSION"):
+        v = getattr(model, name, None)
+        if v is not None:
+            return str(v)
+    return "0"
+
+
+def _level_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as a dict without fields excluded from comparison (free-form attributes, sources)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.compare}
+
+
+def _directive_dict(d: Any) -> dict[str, Any]:
+    return {
+        "target": d.target,
+        "type": d.type,
+        "factors": dict(sorted(d.factors.items())),
+        "permutation": d.permutation,
+        "permutation_suffix": d.permutation_suffix,
+        "split": d.split,
+        "keep": sorted(d.keep) if d.keep is not None else None,
+        "bypass": sorted(d.bypass) if d.bypass is not None else None,
+        "max_factors": dict(sorted(d.max_factors.items())),
+        "min_factors": dict(sorted(d.min_factors.items())),
+    }
+
+
+class AnalyticalCostModel:
+    """Embedded Timeloop-compatible cost model (see the module docstring)."""
+
+    name = "analytical"
+
+    def __init__(
+        self,
+        arch: Architecture,
+        energy: EnergyTable,
+        constraints: Constraints,
+        metric: str = "delay,energy",
+        clock_hz: float | None = None,
+        settings: MapperSettings | None = None,
+    ) -> None:
+        if clock_hz is not None and not clock_hz > 0:
+            raise HalocError(f"clock must be positive, got {clock_hz}", key="clock_hz", fix="give the clock in Hz, e.g. 200e6")
+        self.arch = arch
+        self.energy = energy
+        self.constraints = constraints
+        self.metric = parse_metric(metric)
+        self.clock_hz = clock_hz
+        self.settings = dataclasses.replace(settings or MapperSettings(), metric=self.metric)
+        self._mapper = Mapper(arch, constraints, energy, self.settings)
+
+    @classmethod
+    def from_files(
+        cls,
+        arch_path: str | Path,
+        constraints_path: str | Path | Sequence[str | Path] | None = None,
+        ert_path: str | Path | None = None,
+        *,
+        metric: str = "delay,energy",
+        clock_hz: float | None = None,
+        settings: MapperSettings | None = None,
+    ) -> "AnalyticalCostModel":
+        """Build from files; the ERT and constraints default to the ones shipped with the arch."""
+        from haloc_hw.spec.constraints import load_constraints
+        from haloc_hw.spec.energy import load_energy_table
+        from haloc_hw.spec.loader import load_arch
+
+        arch = load_arch(arch_path)
+        ert = Path(ert_path) if ert_path is not None else default_ert_path(arch_path)
+        if ert is None:
+            raise HalocError(
+                "no energy table found next to the architecture",
+                file=arch_path, key="ERT",
+                fix=f"pass an ERT file or put one at {Path(arch_path).with_suffix('')}.ert.yaml",
+            )
+        if constraints_path is None:
+            constraints_path = default_constraints_path(arch_path)
+            if constraints_path is None:
+                log.warning("no constraints given and no mappings/row_stationary.yaml found: searching the unconstrained map space")
+        paths = [] if constraints_path is None else ([constraints_path] if isinstance(constraints_path, (str, Path)) else list(constraints_path))
+        constraints = load_constraints(paths, arch)
+        return cls(arch, load_energy_table(ert, arch), constraints, metric=metric, clock_hz=clock_hz, settings=settings)
+
+    def version(self) -> str:
+        return f"{BACKEND_VERSION}+mapper{MAPPER_VERSION}+model{_model_version()}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "arch": {
+                "levels": [_level_dict(lv) for lv in self.arch.levels],
+                "arithmetic": _level_dict(self.arch.arithmetic),
+            },
+            "energy": {
+                "compute": self.energy.compute,
+                "storage": {k: dataclasses.asdict(v) for k, v in sorted(self.energy.storage.items())},
+            },
+            "constraints": sorted((_directive_dict(d) for d in self.constraints.directives), key=lambda d: (d["target"], d["type"])),
+            "metric": ",".join(self.metric),
+            "mapper": {"max_rows": s.max_rows, "max_keep_combos": s.max_keep_combos, "refine_top": s.refine_top,
+                       "refine_rounds": s.refine_rounds, "seed": s.seed},
+            "clock_hz": self.clock_hz,
+        }
+
+    def evaluate(self, workloads: Sequence[ConvShape]) -> list[Cost]:
+        from haloc_hw.spec.constraints import mapping_to_yaml
+
+        out: list[Cost] = []
+        for shape in workloads:
+            res = self._mapper.search(shape, self.metric)
+            ev = res.evaluation
+            cycles = float(ev.cycles)
+            breakdown: dict[str, Any] = {
+                "levels": _level_energies(ev),
+                "mapping": mapping_to_yaml(res.mapping),
+                "computes": int(getattr(ev, "computes", shape.macs)),
+                "mapper": {"evaluated": res.evaluated, "valid": res.valid, "seconds": round(res.seconds, 4)},
+            }
+            out.append(Cost(
+                cycles=cycles,
+                energy_pJ=float(ev.energy_pJ),
+                latency_s=cycles / self.clock_hz if self.clock_hz else None,
+                utilization=float(ev.utilization) if getattr(ev, "utilization", None) is not None else None,
+                breakdown=breakdown,
+            ))
+        return out
+
+
+def _level_energies(ev: Any) -> dict[str, float]:
+    """Per-level energy in pJ from an evaluation (MAC included), whatever its exact layout."""
+    if hasattr(ev, "level_energy_pJ"):
+        return {str(k): float(v) for k, v in dict(ev.level_energy_pJ).items()}
+    doc = ev.to_json() if hasattr(ev, "to_json") else {}
+    out: dict[str, float] = {}
+    levels = doc.get("levels", {}) if isinstance(doc, dict) else {}
+    items = levels.items() if isinstance(levels, dict) else ((lv.get("name"), lv) for lv in levels)
+    for name, body in items:
+        if isinstance(body, dict):
+            if "energy_pJ" in body:
+                out[str(name)] = float(body["energy_pJ"])
+            else:
+                out[str(name)] = float(sum(float(v.get("energy_pJ", 0.0)) for v in body.values() if isinstance(v, dict)))
+    for key in ("mac_energy_pJ", "compute_energy_pJ"):
+        if isinstance(doc, dict) and key in doc:
+            out["mac"] = float(doc[key])
+    return out

@@ -1,0 +1,380 @@
+"""Search the constrained map space for the best mapping of one layer.
+
+The mapper enumerates factor assignments with :class:`~haloc_hw.cost.analytical.mapspace.MapSpace`
+(exhaustively where the space is small) and evaluates them in vectorised batches with the
+embedded analytical model; the winner is re-evaluated with the scalar model so its
+statistics are exactly those ``timeloop-model`` would print for it.
+
+Search, in three phases, all deterministic:
+
+1. **Factors.** Every capacity- and fan-out-feasible factor row is a candidate. For
+   delay-first metrics rows are visited in order of their MAC cycles (fewest first); rows
+   whose MAC cycles already exceed the best cycles found cannot win and are skipped. This is
+   exact: a mapping's cycles are never below its MAC cycles.
+2. **Loop orders.** Where constraints leave a level's temporal order open, phase 1 uses a
+   few default orders (one per stationary data space); the best ``refine_top`` rows are then
+   improved one level at a time over every distinct order of that level's non-trivial loops
+   (only loops with a factor > 1 matter, so duplicates are never evaluated).
+3. **Bypass.** Where keep/bypass choices were too many to enumerate jointly, the same
+   coordinate descent runs over each level's keep options.
+
+Phases 2-3 are local searches: they can miss optima that need a different factor row and a
+different order at once. With fully constrained loop orders (the shipped row-stationary
+constraints) the search is exhaustive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from haloc_hw.cost.analytical.mapspace import MapSpace, SpaceLimits, StructureSpec
+from haloc_hw.errors import HalocError
+from haloc_hw.fileio import read_yaml
+from haloc_hw.spec.mapping import Constraints, Mapping
+from haloc_hw.spec.model import Architecture, EnergyTable
+from haloc_hw.workload import ConvShape
+
+log = logging.getLogger(__name__)
+
+# Bump when the search changes what it returns for the same inputs.
+MAPPER_VERSION = "1"
+
+OBJECTIVES: tuple[str, ...] = ("delay", "energy", "edp")
+# Timeloop mapper keys that mean nothing to this mapper (read and ignored).
+_TIMELOOP_KEYS = {
+    "algorithm", "live-status", "num-threads", "timeout", "victory-condition", "search-size",
+    "max-permutations-per-if-visit", "log-interval", "log-suboptimal", "log-stats", "diagnostics",
+    "penalize-consecutive-bypass-fails", "emit-whoop-nest", "sync-interval", "filter-revisits",
+}
+
+
+def parse_metric(metric: str | Sequence[str]) -> tuple[str, ...]:
+    """``"delay,energy"`` or ``["delay", "energy"]`` -> ``("delay", "energy")`` (lexicographic)."""
+    items = [m.strip().lower() for m in (metric.split(",") if isinstance(metric, str) else metric)]
+    items = [("delay" if m in ("cycles", "latency") else m) for m in items if m]
+    if not items or any(m not in OBJECTIVES for m in items) or len(set(items)) != len(items):
+        raise HalocError(
+            f"unknown optimization metric '{metric if isinstance(metric, str) else ','.join(metric)}'",
+            key="optimization-metrics",
+            fix="use delay,energy (lexicographic), energy, edp or delay",
+        )
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class MapperSettings:
+    """Mapper knobs; read from ``mappings/mapper.yaml`` (``mapper:`` section).
+
+    ``metric``: lexicographic objectives (Timeloop's ``optimization-metrics``).
+    ``refine_top``: rows improved by the loop-order / bypass local search.
+    ``refine_rounds``: passes of that search over all levels.
+    ``max_rows``, ``max_keep_combos``, ``seed``: see :class:`SpaceLimits`.
+    """
+
+    metric: tuple[str, ...] = ("delay", "energy")
+    refine_top: int = 8
+    refine_rounds: int = 2
+    max_rows: int = 400_000
+    max_keep_combos: int = 16
+    seed: int = 0
+
+    @property
+    def limits(self) -> SpaceLimits:
+        return SpaceLimits(max_rows=self.max_rows, max_keep_combos=self.max_keep_combos, seed=self.seed)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], *, file: str | Path | None = None) -> "MapperSettings":
+        body = doc.get("mapper", doc) if isinstance(doc, dict) else None
+        if not isinstance(body, dict):
+            raise HalocError("mapper settings must be a mapping", file=file, key="mapper", fix="write 'mapper:' with key: value lines")
+        kw: dict[str, Any] = {}
+        for raw_key, value in body.items():
+            key = str(raw_key).replace("_", "-")
+            if key in ("optimization-metrics", "metric", "metrics"):
+                kw["metric"] = parse_metric(value)
+            elif key in ("refine-top", "refine-rounds", "max-rows", "max-keep-combos", "seed"):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise HalocError(f"'{raw_key}' must be a non-negative integer", file=file, key=f"mapper.{raw_key}", fix="use a whole number")
+                kw[key.replace("-", "_")] = value
+            elif key in _TIMELOOP_KEYS:
+                continue
+            else:
+                log.warning("%s: ignoring unknown mapper key '%s'", file or "mapper settings", raw_key)
+        return cls(**kw)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "MapperSettings":
+        doc = read_yaml(path)
+        if not isinstance(doc, dict) or "mapper" not in doc:
+            raise HalocError("no 'mapper' section", file=path, key="mapper", fix="write the settings under 'mapper:'")
+        return cls.from_dict(doc, file=path)
+
+
+@dataclass
+class MapperResult:
+    """The best mapping found, its exact evaluation, and how much was searched."""
+
+    mapping: Mapping
+    evaluation: Any
+    evaluated: int
+    valid: int
+    seconds: float
+    metric: tuple[str, ...] = field(default=("delay", "energy"))
+
+
+@dataclass
+class _Best:
+    """Best candidates so far: parallel arrays over the top rows (sorted best first)."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    specs: list[StructureSpec] = field(default_factory=list)
+    cycles: list[float] = field(default_factory=list)
+    energy: list[float] = field(default_factory=list)
+
+
+def _score_keys(metric: tuple[str, ...], cycles: np.ndarray, energy: np.ndarray) -> list[np.ndarray]:
+    keys = []
+    for m in metric:
+        keys.append(cycles if m == "delay" else energy if m == "energy" else cycles * energy)
+    return keys
+
+
+class Mapper:
+    """Finds the best mapping of a layer on ``arch`` within ``constraints`` (see module docstring)."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        constraints: Constraints,
+        energy: EnergyTable,
+        settings: MapperSettings | None = None,
+    ) -> None:
+        from haloc_hw.cost.analytical.model import AnalyticalModel
+
+        self.arch = arch
+        self.constraints = constraints
+        self.energy = energy
+        self.settings = settings or MapperSettings()
+        self.model = AnalyticalModel(arch, energy)
+        self._structures: dict[tuple[StructureSpec, tuple], Any] = {}
+
+    # ------------------------------------------------------------------ batches
+    def _model_structure(self, space: MapSpace, spec: StructureSpec, slots: tuple) -> Any:
+        from haloc_hw.cost.analytical.nest import MappingStructure, Slot
+
+        key = (spec, slots)
+        st = self._structures.get(key)
+        if st is None:
+            names = self.arch.level_names
+            st = MappingStructure(
+                levels=names,
+                dims=space.dims,
+                temporal_perm=spec.temporal,
+                spatial_perm=tuple(spec.spatial[i] if space.levels[i].has_spatial else None for i in range(len(names))),
+                split=tuple(spec.split[i] if space.levels[i].has_spatial else 0 for i in range(len(names))),
+                keep=spec.keep,
+                slots=tuple(Slot(names[lv], kind, dim) for (lv, kind, dim) in slots),
+            )
+            self._structures[key] = st
+        return st
+
+    def _evaluate(self, space: MapSpace, spec: StructureSpec, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cycles, energy_pJ, valid) of ``rows`` under one structure."""
+        merged = space.slot_factors(rows)
+        # slots that are 1 in every row make no loop; leaving them out keeps the nest small
+        slots = tuple(k for k in sorted(merged, key=lambda k: (k[0], k[1] != "temporal", space.dims.index(k[2])))
+                      if (merged[k] != 1).any())
+        factors = np.stack([merged[k] for k in slots], axis=1) if slots else np.ones((rows.shape[0], 0), dtype=np.int64)
+        st = self._model_structure(space, spec, slots)
+        res = self.model.evaluate_batch(space.shape, st, factors)
+        return (np.asarray(res.cycles, dtype=float), np.asarray(res.energy_pJ, dtype=float), np.asarray(res.valid, dtype=bool))
+
+    def _mapping(self, space: MapSpace, spec: StructureSpec, row: np.ndarray) -> Mapping:
+        from haloc_hw.cost.analytical.nest import mapping_from_structure
+
+        merged = space.slot_factors(row[None, :])
+        slots = tuple(sorted(merged, key=lambda k: (k[0], k[1] != "temporal", space.dims.index(k[2]))))
+        st = self._model_structure(space, spec, slots)
+        return mapping_from_structure(st, np.array([merged[k][0] for k in slots], dtype=np.int64), self.arch)
+
+    # ------------------------------------------------------------------ search
+    def search(self, shape: ConvShape, metric: str | Sequence[str] | None = None) -> MapperResult:
+        """Best mapping of ``shape`` by ``metric`` (default: the settings' metric)."""
+        t0 = time.perf_counter()
+        objectives = parse_metric(metric) if metric is not None else self.settings.metric
+        space = MapSpace(self.arch, self.constraints, shape, self.settings.limits)
+        temporal_defaults = self._temporal_defaults(space)
+        evaluated = valid_count = 0
+
+        # candidate groups: (spec, rows)
+        groups: list[tuple[StructureSpec, np.ndarray, np.ndarray]] = []  # spec, rows, mac cycles
+        for keep in space.keep_combos:
+            rows = space.rows(keep)
+            if rows.shape[0] == 0:
+                continue
+            side = space.side_key(rows)
+            for s in np.unique(side):
+                sub = rows[side == s]
+                for temporal in temporal_defaults:
+                    spec = space.structure(keep, sub[0], temporal)
+                    groups.append((spec, sub, space.compute_cycles(sub)))
+        if not groups:
+            raise HalocError(
+                f"no valid mapping for layer {_shape_text(shape)}: {space.explain_infeasible()}",
+                file=self.constraints.source or None,
+                key="constraints",
+                fix="relax the constraint named, or use a larger level",
+            )
+
+        best = _Best()
+        top = max(1, self.settings.refine_top)
+        delay_first = objectives[0] == "delay"
+        mac_energy = shape.macs * self.energy.compute
+        pending = [(spec, rows, cc, np.ones(rows.shape[0], dtype=bool)) for spec, rows, cc in groups]
+        while True:
+            # next threshold: the smallest MAC-cycle count among rows not evaluated yet
+            remaining = [cc[m] for _, _, cc, m in pending if m.any()]
+            if not remaining:
+                break
+            lowest = min(float(r.min()) for r in remaining)
+            if best.cycles:
+                bc, be = best.cycles[0], best.energy[0]
+                if delay_first and lowest > bc:
+                    break
+                if objectives[0] == "edp" and lowest * mac_energy >= bc * be:
+                    break
+            if delay_first and best.cycles:
+                limit = best.cycles[0]
+            elif delay_first or objectives[0] == "edp":
+                limit = lowest
+            else:
+                limit = np.inf
+            for spec, rows, cc, mask in pending:
+                sel = mask & (cc <= limit)
+                if not sel.any():
+                    continue
+                mask &= ~sel
+                r = rows[sel]
+                cyc, en, ok = self._evaluate(space, spec, r)
+                evaluated += r.shape[0]
+                valid_count += int(ok.sum())
+                self._merge(best, objectives, top, [spec] * int(ok.sum()), r[ok], cyc[ok], en[ok])
+            if not delay_first and objectives[0] != "edp":
+                break
+        if not best.rows:
+            raise HalocError(
+                f"no valid mapping for layer {_shape_text(shape)}: every candidate failed the model's checks "
+                f"({space.explain_infeasible()})",
+                file=self.constraints.source or None, key="constraints", fix="relax the constraints",
+            )
+
+        # phase 2/3: local search over loop orders and bypass choices of the best rows
+        if space.free_temporal_levels() or not space.keep_enumerated:
+            e2, v2 = self._refine(space, objectives, best, top)
+            evaluated += e2
+            valid_count += v2
+
+        spec, row = best.specs[0], best.rows[0]
+        mapping = self._mapping(space, spec, row)
+        evaluation = self.model.evaluate(shape, mapping)
+        seconds = time.perf_counter() - t0
+        log.debug("mapper: %s evaluated %d (%d valid) in %.3f s", _shape_text(shape), evaluated, valid_count, seconds)
+        return MapperResult(mapping, evaluation, evaluated, valid_count, seconds, objectives)
+
+    def _temporal_defaults(self, space: MapSpace) -> list[tuple[str, ...]]:
+        n = space.n_levels
+        if not space.free_temporal_levels():
+            return [tuple(space.default_temporal(i) for i in range(n))]
+        out: list[tuple[str, ...]] = []
+        for st in ("Outputs", "Weights", "Inputs"):
+            t = tuple(space.default_temporal(i, st) for i in range(n))
+            if t not in out:
+                out.append(t)
+        return out
+
+    def _merge(self, best: _Best, objectives: tuple[str, ...], top: int, specs: list[StructureSpec],
+               rows: np.ndarray, cycles: np.ndarray, energy: np.ndarray) -> None:
+        """Keep the ``top`` best of the current best plus new candidates (stable on ties)."""
+        if rows.shape[0] == 0:
+            return
+        all_c = np.concatenate([np.asarray(best.cycles, dtype=float), cycles])
+        all_e = np.concatenate([np.asarray(best.energy, dtype=float), energy])
+        keys = _score_keys(objectives, all_c, all_e)
+        order = np.lexsort(tuple(reversed(keys)) if len(keys) > 1 else (keys[0],))[:top]
+        old_n = len(best.rows)
+        new_rows, new_specs = [], []
+        for k in order:
+            if k < old_n:
+                new_rows.append(best.rows[k])
+                new_specs.append(best.specs[k])
+            else:
+                new_rows.append(rows[k - old_n])
+                new_specs.append(specs[k - old_n])
+        best.rows, best.specs = new_rows, new_specs
+        best.cycles = [float(all_c[k]) for k in order]
+        best.energy = [float(all_e[k]) for k in order]
+
+    def _refine(self, space: MapSpace, objectives: tuple[str, ...], best: _Best, top: int) -> tuple[int, int]:
+        """Coordinate descent over free loop orders and keep sets of the ``top`` best rows."""
+        evaluated = valid = 0
+        free_levels = space.free_temporal_levels()
+        keep_levels = [] if space.keep_enumerated else [r.index for r in space.levels if r.keep_free]
+        for _ in range(max(1, self.settings.refine_rounds)):
+            improved = False
+            for level in free_levels + [-1 - k for k in keep_levels]:
+                trials: dict[StructureSpec, list[np.ndarray]] = {}
+                for spec, row in zip(best.specs, best.rows):
+                    if level >= 0:
+                        for order in space.temporal_orders(level, row):
+                            if order != spec.temporal[level]:
+                                t = list(spec.temporal)
+                                t[level] = order
+                                trials.setdefault(replace(spec, temporal=tuple(t)), []).append(row)
+                    else:
+                        lv = -1 - level
+                        for k in space.keep_options(lv):
+                            if k != spec.keep[lv]:
+                                kk = list(spec.keep)
+                                kk[lv] = k
+                                trials.setdefault(replace(spec, keep=tuple(kk)), []).append(row)
+                before = (best.cycles[0], best.energy[0])
+                for spec, rows in trials.items():
+                    r = np.stack(rows)
+                    cyc, en, ok = self._evaluate(space, spec, r)
+                    evaluated += r.shape[0]
+                    valid += int(ok.sum())
+                    self._merge(best, objectives, top, [spec] * int(ok.sum()), r[ok], cyc[ok], en[ok])
+                    best.rows, best.specs, best.cycles, best.energy = _dedupe(best)
+                if (best.cycles[0], best.energy[0]) != before:
+                    improved = True
+            if not improved:
+                break
+        return evaluated, valid
+
+
+def _dedupe(best: _Best) -> tuple[list, list, list, list]:
+    """Drop repeated (spec, row) pairs so the kept top rows stay distinct."""
+    seen: set[tuple[StructureSpec, bytes]] = set()
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    for r, s, c, e in zip(best.rows, best.specs, best.cycles, best.energy):
+        k = (s, r.tobytes())
+        if k in seen:
+            continue
+        seen.add(k)
+        out[0].append(r)
+        out[1].append(s)
+        out[2].append(c)
+        out[3].append(e)
+    return out
+
+
+def _shape_text(shape: ConvShape) -> str:
+    g = f" G={shape.G}" if shape.G > 1 else ""
+    return (f"C={shape.C} M={shape.M} R={shape.R} S={shape.S} P={shape.P} Q={shape.Q} N={shape.N}{g} "
+            f"stride={shape.Wstride}x{shape.Hstride}")
