@@ -1,0 +1,81 @@
+"""Where the shipped specs live, from a checkout or an installed package.
+
+The canonical copies are package data under ``haloc_hw/data/arch`` and
+``haloc_hw/data/mappings``; the repository's top-level ``arch/`` and ``mappings/`` hold
+identical copies (a test checks) so ``--arch arch/eyeriss.yaml`` works from the repo root.
+:func:`resolve_spec_path` makes the same relative path work anywhere else by falling back
+to the package data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from haloc_hw.errors import HalocError
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+SHIPPED_DIRS: tuple[str, ...] = ("arch", "mappings")
+
+
+def data_path(*parts: str) -> Path:
+    """A path inside the package data folder (it may not exist)."""
+    return DATA_DIR.joinpath(*parts)
+
+
+def default_arch_path() -> Path:
+    """The default architecture: Eyeriss v1 (14x12), as in the golden Timeloop runs."""
+    return data_path("arch", "eyeriss.yaml")
+
+
+def default_constraints_path() -> Path:
+    """The row-stationary constraints that go with the shipped arrays."""
+    return data_path("mappings", "row_stationary.yaml")
+
+
+def default_mapper_path() -> Path:
+    """Mapper settings (Timeloop 3.0.x keys)."""
+    return data_path("mappings", "mapper.yaml")
+
+
+def ert_path_for(arch_path: str | Path) -> Path | None:
+    """The energy table shipped next to an architecture (``X.yaml`` -> ``X.ert.yaml``), if any."""
+    arch_path = Path(arch_path)
+    candidate = arch_path.with_name(f"{arch_path.stem}.ert.yaml")
+    return candidate if candidate.is_file() else None
+
+
+def default_ert_path() -> Path:
+    path = ert_path_for(default_arch_path())
+    assert path is not None, "package data is incomplete: eyeriss.ert.yaml is missing"
+    return path
+
+
+def shipped_files(kind: str) -> list[Path]:
+    """All shipped files of one kind (``arch`` or ``mappings``), sorted."""
+    return sorted(p for p in data_path(kind).glob("*.yaml") if p.is_file())
+
+
+def resolve_spec_path(path: str | Path, *, key: str | None = None) -> Path:
+    """``path`` if it exists; else the shipped file of the same relative name.
+
+    ``arch/eyeriss.yaml``, ``eyeriss.yaml`` or ``eyeriss`` all find the shipped Eyeriss
+    when run outside the repository. Anything else that does not exist raises
+    :class:`HalocError`.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_absolute():
+        parts = p.parts
+        candidates: list[Path] = []
+        if parts and parts[0] in SHIPPED_DIRS:
+            candidates.append(data_path(*parts))
+        for kind in SHIPPED_DIRS:
+            candidates.append(data_path(kind, *parts))
+            if p.suffix == "":
+                candidates.append(data_path(kind, *parts[:-1], f"{parts[-1]}.yaml") if parts else data_path(kind))
+        for c in candidates:
+            if c.is_file():
+                return c
+    names = ", ".join(f"{k}/{f.name}" for k in SHIPPED_DIRS for f in shipped_files(k))
+    raise HalocError("file not found", file=p, key=key, fix=f"check the path, or use a shipped file: {names}")
