@@ -108,3 +108,13 @@ def test_resolve_spec_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(HalocError, match="arch/eyeriss.yaml"):
         resolve_spec_path("arch/nope.yaml")
     assert {p.name for p in shipped_files("mappings")} == {"mapper.yaml", "row_stationary.yaml"}
+
+
+def test_loaders_find_shipped_files_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    arch = load_arch("arch/eyeriss_16x16.yaml")
+    assert arch.source == DATA_DIR / "arch" / "eyeriss_16x16.yaml"
+    assert load_energy_table("arch/eyeriss_16x16.ert.yaml", arch).compute == 2.2
+    assert load_constraints("mappings/row_stationary.yaml", arch).directives
+    with pytest.raises(HalocError, match="file not found"):
+        load_arch("arch/eyeriss_17x17.yaml")

@@ -86,3 +86,21 @@ def test_constraints_round_trip(tmp_path: Path) -> None:
     assert again.directives == (*cons.directives, extra)
     dummy_spatial = next(e for e in doc["architecture_constraints"]["targets"] if e["target"] == "DummyBuffer" and e["type"] == "spatial")
     assert dummy_spatial["permutation"] == "NPQR SCM" and dummy_spatial["factors"] == "N=1 P=1 Q=1 R=1 S=0"
+
+
+def test_constraints_to_v3_merges_fanout_directives_and_rejects_conflicts() -> None:
+    from haloc_hw.errors import HalocError
+
+    arch = load_arch(data_path("arch", "eyeriss.yaml"))
+    cons = load_constraints(default_constraints_path(), arch)
+    doc = constraints_to_v3([*cons.directives, *fanout_bypass_directives(arch)])
+    entries = doc["architecture_constraints"]["targets"]
+    keys = [(e["target"], e["type"]) for e in entries]
+    assert len(keys) == len(set(keys))  # one entry per (target, type)
+    dummy_temporal = next(e for e in entries if e["target"] == "DummyBuffer" and e["type"] == "temporal")
+    assert dummy_temporal["permutation"] == "NMCPQRS" and "S=1" in dummy_temporal["factors"]
+    dummy_bypass = next(e for e in entries if e["target"] == "DummyBuffer" and e["type"] == "bypass")
+    assert dummy_bypass["keep"] == [] and set(dummy_bypass["bypass"]) == {"Inputs", "Outputs", "Weights"}
+    clash = Directive(target="DummyBuffer", type="temporal", factors={"M": 2})
+    with pytest.raises(HalocError, match="given twice"):
+        constraints_to_v3([*cons.directives, clash])

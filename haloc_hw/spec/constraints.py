@@ -20,6 +20,7 @@ from typing import Any
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Constraints, Directive, Mapping
 from haloc_hw.spec.model import DATA_SPACES, Architecture
+from haloc_hw.spec.shipped import resolve_spec_path
 from haloc_hw.spec.yamltags import read_spec_mapping
 from haloc_hw.workload import GROUPED_PROBLEM_DIMS
 
@@ -415,7 +416,7 @@ def load_constraints(
         directives.append(d)
     sources: list[str] = [str(arch.source)] if getattr(arch, "node_constraints", ()) else []
     for p in paths:
-        path = Path(p)
+        path = resolve_spec_path(p, key="constraints")
         doc = read_spec_mapping(path)
         if not any(s in doc for s in CONSTRAINT_SECTIONS):
             raise HalocError(

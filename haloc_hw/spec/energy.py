@@ -27,6 +27,7 @@ from typing import Any
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.constraints import strip_range
 from haloc_hw.spec.model import ActionEnergy, Architecture, EnergyTable
+from haloc_hw.spec.shipped import resolve_spec_path
 from haloc_hw.spec.yamltags import read_spec_mapping
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _first(actions: dict[str, float], names: tuple[str, ...]) -> float | None:
 
 def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
     """Energies per vector access for every level of ``arch`` from an ERT file."""
-    path = Path(path)
+    path = resolve_spec_path(path, key="ERT")
     tables = read_ert(path)
     storage: dict[str, ActionEnergy] = {}
     unmatched: list[str] = []

@@ -39,6 +39,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.spec.constraints import node_constraint_directives
 from haloc_hw.spec.mapping import Directive
 from haloc_hw.spec.model import Architecture, ArithmeticLevel, StorageLevel
+from haloc_hw.spec.shipped import resolve_spec_path
 from haloc_hw.spec.yamltags import TaggedNode, read_spec_mapping
 
 FANOUT_MARKER = "haloc_fanout_only"
@@ -562,6 +563,10 @@ def arch_from_dict(doc: dict[str, Any], *, file: str | Path = "<memory>") -> Arc
 
 
 def load_arch(path: str | Path) -> Architecture:
-    """Read a Timeloop architecture file (v0.3 tree or v0.4 nodes; the version is detected)."""
-    path = Path(path)
+    """Read a Timeloop architecture file (v0.3 tree or v0.4 nodes; the version is detected).
+
+    A relative path that does not exist falls back to the shipped file of that name
+    (``arch/eyeriss.yaml`` works outside the repository too).
+    """
+    path = resolve_spec_path(path, key="architecture")
     return arch_from_dict(read_spec_mapping(path), file=path)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from haloc_hw.spec.constraints import merge_directives
 from haloc_hw.spec.loader import FANOUT_MARKER
 from haloc_hw.spec.mapping import Constraints, Directive
 from haloc_hw.spec.model import DATA_SPACES, Architecture, ArithmeticLevel, StorageLevel
@@ -194,8 +195,15 @@ def _constraint_entry(d: Directive) -> dict[str, Any]:
 
 
 def constraints_to_v3(constraints: Constraints | Sequence[Directive]) -> dict[str, Any]:
-    """Constraints as the v0.3 ``architecture_constraints`` section (strings, not lists)."""
+    """Constraints as the v0.3 ``architecture_constraints`` section (strings, not lists).
+
+    Directives with the same target and type are merged first; conflicting values raise
+    :class:`HalocError`.
+    """
     directives = constraints.directives if isinstance(constraints, Constraints) else tuple(constraints)
+    # One entry per (target, type): Timeloop rejects a factor given twice, and callers add
+    # fanout_bypass_directives on top of constraints that may already say the same.
+    directives = merge_directives(directives, "constraints")
     return {"architecture_constraints": {"targets": [_constraint_entry(d) for d in directives]}}
 
 
