@@ -191,21 +191,21 @@ class DaskExecutor:
 
         if not items:
             return
-        futures = [self.client.submit(_guarded, fn, item, pure=False) for item in items]
-        index_of = {f.key: i for i, f in enumerate(futures)}
-        try:
-            for future in as_completed(futures):
-                index = index_of[future.key]
-                try:
-                    value, error = future.result()
-                except Exception as err:  # noqa: BLE001 - a worker was lost
-                    value, error = None, f"dask worker failed: {_describe(err)}"
-                future.release()
-                yield JobResult(index, value, error)
-        finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
+        with self.client.as_current():
+            futures = [self.client.submit(_guarded, fn, item, pure=False) for item in items]
+            index_of = {f.key: i for i, f in enumerate(futures)}
+            try:
+                for future in as_completed(futures):
+                    index = index_of[future.key]
+                    try:
+                        value, error = future.result()
+                    except Exception as err:  # noqa: BLE001 - a worker was lost
+                        value, error = None, f"dask worker failed: {_describe(err)}"
+                    yield JobResult(index, value, error)
+            finally:
+                for future in futures:
+                    if not future.done():
+                        future.cancel()
 
     def close(self) -> None:
         if self._own_client:
