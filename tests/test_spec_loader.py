@@ -389,3 +389,22 @@ def test_classify_yaml(tmp_path: Path) -> None:
     assert classify_yaml(both) == {"architecture_constraints", "mapspace_constraints"}
     with pytest.raises(HalocError, match="expected a mapping"):
         classify_yaml(write(tmp_path, "- a\n- b\n", "l.yaml"))
+
+
+def test_v04_component_spatial_and_mesh_attribute_check(tmp_path: Path) -> None:
+    text = V4.replace("    name: mac\n    class: intmac\n", "    name: mac\n    class: intmac\n    spatial: {meshX: 2}\n")
+    arch = load_arch(write(tmp_path, text))
+    assert (arch.arithmetic.instances, arch.arithmetic.mesh_x, arch.arithmetic.mesh_y) == (24, 8, 3)
+    assert arch.fanout(len(arch.levels) - 1) == (2, 1)
+    bad = V4.replace("attributes: {depth: 8, width: 16}", "attributes: {depth: 8, width: 16, meshX: 5}")
+    with pytest.raises(HalocError, match="disagrees with the containers"):
+        load_arch(write(tmp_path, bad, "bad.yaml"))
+
+
+def test_fanout_level_needs_no_energy(tmp_path: Path) -> None:
+    arch = load_arch(write(tmp_path, V4))
+    ert = write(tmp_path, "ERT:\n  version: 0.3\n  tables:\n  - name: chip.glb\n    actions: [{name: read, energy: 1}]\n", "e.yaml")
+    e = load_energy_table(ert, arch)
+    assert "cols" not in e.unmatched_levels  # the fan-out container
+    assert e.unmatched_levels == ("DRAM", "a_spad", "b_spad", "mac")
+    assert e.for_level("glb").fill == 1.0  # no write action: the vector access energy

@@ -34,6 +34,7 @@ _TYPE_ALIASES = {
     "datatype": "datatype",
     "dataspace": "datatype",
 }
+_ENTRY_KEYS = {"target", "type", "factors", "permutation", "split", "keep", "bypass"}
 _IGNORED_TYPES = ("utilization", "max_overbooked_proportion", "max-overbooked-proportion")
 _FACTOR_RE = re.compile(r"^([A-Za-z])\s*(<=|>=|=)?\s*(-?\d+)$")
 _RANGE_RE = re.compile(r"\[\s*\d+\s*\.\.\s*\d+\s*\]$")
@@ -216,6 +217,9 @@ def directive_from_entry(
             fix="use temporal, spatial, bypass or datatype",
         )
     dtype = _TYPE_ALIASES[raw_type]
+    unknown = set(map(str, entry)) - _ENTRY_KEYS
+    if unknown:
+        log.warning("%s: %s: ignoring unsupported key(s) %s", file, key, ", ".join(sorted(unknown)))
     if arch is not None and target not in arch.level_names:
         raise HalocError(
             f"unknown level '{target}'",

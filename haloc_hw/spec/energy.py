@@ -14,6 +14,8 @@ An op with no action gets the vector access energy = max over all actions / clus
 (also the value Timeloop prints). A ``vector_access_energy`` attribute on the level wins
 over the ERT. Tables that match no level are ignored (as in Timeloop), but an ERT that
 matches no level at all is almost certainly the wrong file and raises :class:`HalocError`.
+Levels without a table cost 0 and are listed in ``unmatched_levels``, except fan-out-only
+levels, which store nothing and so need no energy.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
             matched_any = matched_any or actions is not None
             continue
         if actions is None:
-            unmatched.append(lvl.name)
+            if not lvl.fanout_only:  # a fan-out point stores nothing, so it needs no energy
+                unmatched.append(lvl.name)
             continue
         matched_any = True
         vector = (max(actions.values()) if actions else 0.0) / lvl.cluster_size

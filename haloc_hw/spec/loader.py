@@ -344,6 +344,15 @@ def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | No
                 key=ev.key,
                 line=ev.line,
             )
+            for axis, value in (("meshX", mx), ("meshY", my)):
+                given = own.get(axis)
+                if given is not None and _number(given, file=file, key=f"{ev.key}.attributes.{axis}", integer=True) != value:
+                    raise HalocError(
+                        f"attribute {axis}: {given} disagrees with the containers above ({axis} {value})",
+                        file=file,
+                        key=f"{ev.key}.attributes.{axis}",
+                        fix=f"remove the attribute (v0.4 takes meshes from 'spatial' on containers) or set it to {value}",
+                    )
             cons = body.get("constraints")
             if cons and kind == "compute":
                 raise HalocError("a compute component takes no constraints", file=file, key=f"{ev.key}.constraints", fix="put constraints on storage levels")
