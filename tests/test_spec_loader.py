@@ -408,3 +408,17 @@ def test_fanout_level_needs_no_energy(tmp_path: Path) -> None:
     assert "cols" not in e.unmatched_levels  # the fan-out container
     assert e.unmatched_levels == ("DRAM", "a_spad", "b_spad", "mac")
     assert e.for_level("glb").fill == 1.0  # no write action: the vector access energy
+
+
+def test_v03_spellings_timeloop_ignores_are_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    comps = "- {name: s, class: regfile, attributes: {depth: 4, word_bits: 8}}\n" + MAC
+    with caplog.at_level("WARNING"):
+        arch = load_arch(v3_arch(tmp_path, comps))
+    assert arch.level("s").word_bits == 8
+    assert any("word_bits" in r.getMessage() and "word-bits" in r.getMessage() for r in caplog.records)
+
+
+def test_dram_cluster_must_be_one(tmp_path: Path) -> None:
+    text = V4.replace("attributes: {width: 64, block-size: 4, word_bits: 16}", "attributes: {width: 64, block-size: 2, datawidth: 16}")
+    with pytest.raises(HalocError, match="cluster size 2"):
+        load_arch(write(tmp_path, text))

@@ -29,6 +29,7 @@ Every problem a user can cause raises :class:`HalocError` naming the file, key a
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from haloc_hw.spec.model import Architecture, ArithmeticLevel, StorageLevel
 from haloc_hw.spec.shipped import resolve_spec_path
 from haloc_hw.spec.yamltags import TaggedNode, read_spec_mapping
 
+log = logging.getLogger(__name__)
+
 FANOUT_MARKER = "haloc_fanout_only"
 FANOUT_CLASS = "Container"
 
@@ -53,8 +56,23 @@ _NAME_RE = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[\s*(\d+)\s*\.\.\s*(\d+)\s*\])?\s*
 _WORD_BITS = ("word_bits", "word_width", "datawidth")
 _BLOCK = ("block_size", "n_words")
 _CLUSTER = ("cluster_size",)
-_WIDTH = ("width", "memory_width")
-_DEPTH = ("depth", "memory_depth")
+_WIDTH = ("width", "memory_width", "data_storage_width")
+_DEPTH = ("depth", "memory_depth", "data_storage_depth")
+# Spellings we accept in a v0.3 file but Timeloop 3.0.x silently ignores (it would use its
+# defaults): worth a warning, because the same file fed to Timeloop gives other results.
+_TIMELOOP3_IGNORES = {
+    "word_bits": "word-bits",
+    "cluster_size": "cluster-size",
+    "multiple_buffering": "multiple-buffering",
+    "read-bandwidth": "read_bandwidth",
+    "write-bandwidth": "write_bandwidth",
+    "shared-bandwidth": "shared_bandwidth",
+    "memory-width": "memory_width",
+    "memory-depth": "memory_depth",
+    "n-words": "n_words",
+    "word-width": "word_width",
+    "vector_access_energy": "vector-access-energy",
+}
 
 
 @dataclass
@@ -182,6 +200,15 @@ def _walk_v3(tree: Any, *, file: Path, key: str, attrs: dict[str, Any], inst: in
                 raise HalocError("local entries must be mappings", file=file, key=ckey, fix="write 'name:', 'class:', 'attributes:'")
             cname, cmult = _split_name(comp.get("name"), file=file, key=f"{ckey}.name")
             own = _norm_attrs(comp.get("attributes"), file=file, key=f"{ckey}.attributes")
+            for raw_key in comp.get("attributes") or {}:
+                if raw_key in _TIMELOOP3_IGNORES:
+                    log.warning(
+                        "%s: %s.attributes.%s: Timeloop 3.0.x ignores this spelling (it reads '%s'); haloc-hw uses it",
+                        file,
+                        ckey,
+                        raw_key,
+                        _TIMELOOP3_IGNORES[raw_key],
+                    )
             cattrs = {**node_attrs, **own}
             cls = comp.get("class")
             kind = _kind_of(cls, file=file, key=f"{ckey}.class")
@@ -435,6 +462,13 @@ def _storage_level(n: _Node, *, file: Path) -> StorageLevel:
     bs = 1 if bs is None else int(bs)
     cs = 1 if cs is None else int(cs)
     is_dram = "dram" in n.cls.lower() or (technology or "").upper() == "DRAM"
+    if is_dram and cs != 1:
+        raise HalocError(
+            f"DRAM '{n.name}' has cluster size {cs}",
+            file=file,
+            key=akey,
+            fix="give DRAM width = word bits x block size (Timeloop requires cluster size 1 for DRAM)",
+        )
     size: int | None
     if is_dram:
         size = None
