@@ -118,3 +118,21 @@ def test_loaders_find_shipped_files_from_anywhere(tmp_path: Path, monkeypatch: p
     assert load_constraints("mappings/row_stationary.yaml", arch).directives
     with pytest.raises(HalocError, match="file not found"):
         load_arch("arch/eyeriss_17x17.yaml")
+
+
+@needs_golden
+def test_golden_mapping_targets_exist_in_the_v04_eyeriss() -> None:
+    from haloc_hw.spec import load_mapping
+
+    arch = load_arch(default_arch_path())
+    mapping = load_mapping(GOLDEN / "map.yaml", arch)
+    spatial = {d.target for d in mapping.directives if d.type == "spatial"}
+    assert spatial == {"shared_glb", "DummyBuffer"}
+    # the spatial factors of the golden mapping fit the fan-outs of our levels
+    for d in mapping.directives:
+        if d.type == "spatial":
+            fx, fy = arch.fanout(arch.index(d.target))
+            total = 1
+            for v in d.factors.values():
+                total *= v
+            assert total <= fx * fy

@@ -43,7 +43,9 @@ _USER_ENERGY_KEYS = ("vector-access-energy", "vector_access_energy")
 
 
 def _energy(value: Any, *, file: Path, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        raise HalocError(f"energy must be a number, found {value!r}", file=file, key=key, fix="give the energy in pJ")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)
         except (TypeError, ValueError):

@@ -3,9 +3,11 @@
 One :class:`Architecture` is a chain of storage levels, outermost (DRAM) first, ending in
 one arithmetic level. A spatial fan-out sits *between* a level and the next one: level ``i``
 feeds ``fanout(i)`` instances of level ``i + 1``. A v0.4 ``!Container`` with a ``spatial``
-mesh and a v0.3 pure fan-out buffer (the golden ``DummyBuffer``) are both represented as a
-:class:`StorageLevel` with ``fanout_only=True``: it keeps no data space and has no capacity,
-but it is a place where mappings put spatial loops and constraints can name it.
+mesh that splits a fan-out into two stages is a :class:`StorageLevel` with
+``fanout_only=True``: it keeps no data space and has no capacity, but it is a place where
+mappings put spatial loops and constraints can name it. A v0.3 buffer that only serves as a
+fan-out point (the golden ``DummyBuffer``, a 16-word regfile) is read as an ordinary level
+with its capacity, exactly as Timeloop sees it; its constraints make it keep nothing.
 
 Timeloop numbers storage levels innermost first; :meth:`Architecture.timeloop_index`
 converts. Everything here is plain, frozen data: readers build it, writers and cost models
