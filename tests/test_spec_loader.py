@@ -422,3 +422,35 @@ def test_dram_cluster_must_be_one(tmp_path: Path) -> None:
     text = V4.replace("attributes: {width: 64, block-size: 4, word_bits: 16}", "attributes: {width: 64, block-size: 2, datawidth: 16}")
     with pytest.raises(HalocError, match="cluster size 2"):
         load_arch(write(tmp_path, text))
+
+
+def test_v04_hierarchical_and_container_constraint_rules(tmp_path: Path) -> None:
+    text = """
+architecture:
+  version: 0.4
+  nodes:
+  - !Container {name: top}
+  - !Component {name: DRAM, class: DRAM, attributes: {width: 16}}
+  - !Hierarchical
+    nodes:
+    - !Container
+      name: grid
+      spatial: {meshX: 2, meshY: 2}
+      constraints:
+        temporal: {factors: N=1}
+    - !Component {name: rf, class: regfile, attributes: {depth: 4}}
+    - !Component {name: mac, class: intmac}
+"""
+    with pytest.raises(HalocError, match="only 'spatial' constraints") as err:
+        load_arch(write(tmp_path, text))
+    assert "nodes[2].nodes[0].constraints" in str(err.value)
+    arch = load_arch(write(tmp_path, text.replace("temporal: {factors: N=1}", "spatial: {factors: N=1, split: 1}"), "ok.yaml"))
+    assert arch.level_names == ("DRAM", "rf") and arch.level("rf").instances == 4
+    (sp,) = load_constraints([], arch).for_target("DRAM", "spatial")  # fan-out into the grid
+    assert sp.split == 1 and arch.fanout(0) == (2, 2)
+
+
+def test_v03_instances_attribute_overrides_ranges(tmp_path: Path) -> None:
+    comps = "- {name: s, class: regfile, attributes: {depth: 4, instances: 8, meshX: 4}}\n- {name: mac, class: intmac, attributes: {instances: 8, meshX: 4}}\n"
+    arch = load_arch(v3_arch(tmp_path, comps))
+    assert (arch.level("s").instances, arch.level("s").mesh_x, arch.level("s").mesh_y) == (8, 4, 2)
