@@ -294,7 +294,7 @@ class AnalyticalModel:
         if factors.ndim != 2 or factors.shape[1] != nest.n_slots:
             raise HalocError(f"factors must have shape (B, {nest.n_slots}), got {factors.shape}",
                              key="factors", fix="pass one column per structure slot")
-        res = self._run(nest, factors, detail=tile_sizes, raise_errors=False)
+        res = self._run(nest, factors, detail=tile_sizes, raise_errors=False, check_capacity=check_capacity)
         valid = res["mesh_ok"] & (res["capacity_ok"] if check_capacity else True)
         sizes = None
         if tile_sizes:
@@ -323,7 +323,8 @@ class AnalyticalModel:
                 f"factors of dimension {dim} multiply to {int(prod[row, d])}, but the layer has {dim}={int(nest.bounds[d])}{where}",
                 key=f"mapping.factors.{dim}", fix=f"make the {dim} factors of all levels multiply to {int(nest.bounds[d])}")
 
-    def _run(self, nest: CompiledNest, f: np.ndarray, *, detail: bool, raise_errors: bool) -> dict[str, Any]:
+    def _run(self, nest: CompiledNest, f: np.ndarray, *, detail: bool, raise_errors: bool,
+             check_capacity: bool = True) -> dict[str, Any]:
         self._check_bounds(nest, f)
         arch = self.arch
         pre = _Pre(nest, f)
@@ -371,6 +372,37 @@ class AnalyticalModel:
         reads_lvl = np.zeros((S, T, B), dtype=np.float64)
         writes_lvl = np.zeros((S, T, B), dtype=np.float64)
 
+        # ---- tile sizes and capacity (before any traffic, so invalid rows can skip fallbacks) ----
+        E_all = [[_tile(pre.ext_b[s], ds.axes) for s in range(S)] for ds in nest.spaces]
+        for t in range(T):
+            for s in range(S):
+                sizes[s, t] = np.prod(E_all[t][s], axis=1)
+        for t in range(T):
+            for s in range(S):
+                if nest.keep[s, t]:
+                    kept_size[s, t] = sizes[s, t]
+        # ---- capacity ----
+        capacity_ok = np.ones(B, dtype=bool)
+        cap_msgs: list[str] = []
+        for s in range(S):
+            lvl = levels[s]
+            cap = lvl.effective_size
+            if cap is None or lvl.is_dram:
+                continue
+            used = kept_size[s].sum(axis=0)
+            over = used > cap
+            if over.any():
+                capacity_ok &= ~over
+                r = int(np.flatnonzero(over)[0])
+                parts = [f"{nest.spaces[t].name} {int(kept_size[s, t, r])}" for t in range(T) if nest.keep[s, t]]
+                cap_msgs.append(f"level '{lvl.name}' needs {' + '.join(parts)} = {int(used[r])} words but holds "
+                                f"{cap}: overflows by {int(used[r]) - cap} words")
+        if raise_errors and cap_msgs:
+            raise HalocError(f"mapping does not fit: {cap_msgs[0]}", key="mapping.factors",
+                             fix="move factors of that data space's tile to an outer level")
+
+        exact_rows = mesh_ok & (capacity_ok if check_capacity else True)
+
         for t, ds in enumerate(nest.spaces):
             axes = ds.axes
             # axis/coefficient of every dim in this data space
@@ -378,10 +410,8 @@ class AnalyticalModel:
             for a, terms in enumerate(axes):
                 for d, c in terms:
                     dim_terms.setdefault(d, []).append((a, c))
-            E_b = [_tile(pre.ext_b[s], axes) for s in range(S)]
-            size = [np.prod(E, axis=1) for E in E_b]
-            for s in range(S):
-                sizes[s, t] = size[s]
+            E_b = E_all[t]
+            size = [sizes[s, t] for s in range(S)]
             den = [np.prod(_tile(pre.ext_m[s + 1], axes), axis=1) if s + 1 < S else size[s] for s in range(S)]
 
             def tau_of(j: int) -> np.ndarray:
@@ -434,7 +464,7 @@ class AnalyticalModel:
                 CA[p] = groups.astype(np.float64) * D
                 GA[p] = pre.F[p].astype(np.float64) * D
                 if link_check and maybe.any():
-                    rows = np.flatnonzero(maybe & (pre.F[p] > 1))
+                    rows = np.flatnonzero(maybe & (pre.F[p] > 1) & exact_rows)
                     for r in rows:
                         sa, sga, lt = self._link_row(nest, f[r], s, t)
                         CA[p][r], GA[p][r], L[p][r] = sa, sga, lt
@@ -478,7 +508,6 @@ class AnalyticalModel:
             for s in range(S):
                 if not keep[s] or s > outermost_kept:
                     continue
-                kept_size[s, t] = sz[s]
                 bs = levels[s].block_size
                 if ds.read_write:
                     updates = _round_half_away(CA[s])
@@ -512,26 +541,6 @@ class AnalyticalModel:
                     stats["updates"][s, t] = updates
                     stats["tr"][s, t] = tr
                     stats["energy"][s, t] = e_tot
-
-        # ---- capacity ----
-        capacity_ok = np.ones(B, dtype=bool)
-        cap_msgs: list[str] = []
-        for s in range(S):
-            lvl = levels[s]
-            cap = lvl.effective_size
-            if cap is None or lvl.is_dram:
-                continue
-            used = kept_size[s].sum(axis=0)
-            over = used > cap
-            if over.any():
-                capacity_ok &= ~over
-                r = int(np.flatnonzero(over)[0])
-                parts = [f"{nest.spaces[t].name} {int(kept_size[s, t, r])}" for t in range(T) if nest.keep[s, t]]
-                cap_msgs.append(f"level '{lvl.name}' needs {' + '.join(parts)} = {int(used[r])} words but holds "
-                                f"{cap}: overflows by {int(used[r]) - cap} words")
-        if raise_errors and cap_msgs:
-            raise HalocError(f"mapping does not fit: {cap_msgs[0]}", key="mapping.factors",
-                             fix="move factors of that data space's tile to an outer level")
 
         # ---- cycles ----
         Cf = C.astype(np.float64)
@@ -664,18 +673,29 @@ class AnalyticalModel:
         fx, fy = nest.fanout[p]
         h = max(fx, math.prod(u[0] for u in U if u[3] == "X"))
         vsz = max(fy, math.prod(u[0] for u in U if u[3] == "Y"))
-        neigh: list[list[int]] = []
+        # offset differences towards each element's grid neighbours (no wrap-around)
+        diffs: list[set[tuple[int, ...]]] = []
         for idx in range(F):
             x0, y0 = idx % h, idx // h
-            nb = []
+            ds: set[tuple[int, ...]] = set()
             for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
                 xx, yy = x0 + dx, y0 + dy
                 if 0 <= xx < h and 0 <= yy < vsz:
                     q = yy * h + xx
                     if q < F:
-                        nb.append(q)
-            neigh.append(nb)
+                        ds.add(tuple(oq - oa for oq, oa in zip(offs[q], offs[idx])))
+            diffs.append(ds)
         groups_all = len(set(offs))
+        reuse_cache: dict[tuple[int, ...], tuple[int, int, int]] = {}
+
+        def reuse(x: tuple[int, ...]) -> tuple[int, int, int]:
+            """(#reused elements, #remaining elements, #remaining groups) for translation x."""
+            hit = reuse_cache.get(x)
+            if hit is None:
+                remaining = [a for a in range(F) if x not in diffs[a]]
+                hit = (F - len(remaining), len(remaining), len({offs[a] for a in remaining}))
+                reuse_cache[x] = hit
+            return hit
 
         visits: list[tuple[tuple[int, ...] | None, int, int, int | None]] = [(None, Esz, 1, None)]
         if Tl:
@@ -704,17 +724,12 @@ class AnalyticalModel:
             if size == 0 or w == 0:
                 continue
             if x is not None and pred == size:
-                reused = [a for a in range(F)
-                          if any(tuple(oq - oa for oq, oa in zip(offs[q], offs[a])) == x for q in neigh[a])]
-                if reused:
-                    rs = set(reused)
-                    remaining = [a for a in range(F) if a not in rs]
-                    g_rem = len({offs[a] for a in remaining})
-                    if g_rem < groups_all:
-                        sumA += g_rem * size * w
-                        sumGA += len(remaining) * size * w
-                        link += len(reused) * size * w
-                        continue
+                n_reused, n_rem, g_rem = reuse(x)
+                if n_reused and g_rem < groups_all:
+                    sumA += g_rem * size * w
+                    sumGA += n_rem * size * w
+                    link += n_reused * size * w
+                    continue
             sumA += groups_all * size * w
             sumGA += F * size * w
         return float(sumA), float(sumGA), float(link)
