@@ -216,8 +216,10 @@ def is_decomposable(conv: nn.Module) -> bool:
 def extract_shapes(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), batch: int = 1) -> list[LayerInfo]:
     """Every Conv2d and Linear of ``model`` as a :class:`LayerInfo`, in forward order.
 
-    Runs one forward pass on zeros with forward hooks (the model is put in eval mode for
-    the pass and restored afterwards), so shapes are the ones the model really computes.
+    Runs one forward pass with forward hooks (the model is put in eval mode for the pass
+    and restored afterwards), so shapes are the ones the model really computes. The pass
+    runs on the meta device (no arithmetic) and falls back to a real pass on zeros when an
+    operation has no meta kernel.
     A module called several times yields one entry per call, named ``name#2``, ``name#3``...
     """
     import torch
@@ -258,11 +260,16 @@ def extract_shapes(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    size = (int(batch), *(int(v) for v in input_size))
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((int(batch), *(int(v) for v in input_size)), device=device, dtype=dtype))
+            if not _forward_on_meta(model, size, dtype):
+                # some op has no meta kernel: run the real thing
+                found.clear()
+                calls.clear()
+                model(torch.zeros(size, device=device, dtype=dtype))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HalocError(
@@ -281,6 +288,28 @@ def extract_shapes(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 
             fix="give a convolutional network",
         )
     return found
+
+
+def _forward_on_meta(model: nn.Module, size: tuple[int, ...], dtype: Any) -> bool:
+    """Run ``model`` on a meta-device input with meta copies of its weights (shapes only).
+
+    This costs no arithmetic, so extracting shapes of a large model at 224×224 is instant
+    even on a busy CPU. Returns ``False`` when some operation has no meta implementation;
+    shape errors (a wrong input size) propagate as ``RuntimeError`` like a real forward.
+    """
+    import torch
+    from torch.func import functional_call
+
+    state = {name: torch.empty_like(t, device="meta") for name, t in model.named_parameters()}
+    state.update({name: torch.empty_like(t, device="meta") for name, t in model.named_buffers()})
+    try:
+        functional_call(model, state, (torch.zeros(size, device="meta", dtype=dtype),))
+    except HalocError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any meta failure (no kernel, data-dependent code) means "run it for real"
+        log.debug("meta forward failed for %s (%s); using a real forward pass", type(model).__name__, err)
+        return False
+    return True
 
 
 def _check_rank(name: str, value: Any, limit: int, channels: str) -> int:

@@ -103,6 +103,25 @@ def test_extract_shapes_bad_input_size_is_user_error():
         extract_shapes(_Net(), (3, 12))
 
 
+class _DataDependent(nn.Module):
+    """Branches on a tensor value: impossible on the meta device, so the real pass must run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, bias=False)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+        self.c = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x)
+        return self.b(x) if float(x.sum()) >= 0 else self.c(x)
+
+
+def test_extract_shapes_falls_back_to_a_real_forward():
+    layers = extract_shapes(_DataDependent(), (3, 6, 6))
+    assert [(layer.name, layer.shape.P) for layer in layers] == [("a", 4), ("b", 4)]  # zeros input: sum == 0
+
+
 def test_shared_module_called_twice_gets_two_entries():
     conv = nn.Conv2d(16, 16, 3, padding=1)
     layers = extract_shapes(nn.Sequential(conv, conv), (16, 4, 4))

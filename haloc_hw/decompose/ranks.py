@@ -8,8 +8,11 @@ multiples of 32 for wide layers; narrow layers would otherwise get one or no can
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from haloc_hw.errors import HalocError
-from haloc_hw.workload import ConvShape, tucker2_triple
+from haloc_hw.workload import ROLES, ConvShape, LayerInfo, tucker2_triple
 
 
 def default_step(in_channels: int, out_channels: int) -> int:
@@ -77,3 +80,38 @@ def rank_candidates(
         limit = max_macs_ratio * shape.macs
         pairs = [p for p in pairs if sum(s.macs for s in tucker2_triple(shape, *p)) <= limit]
     return sorted(pairs)
+
+
+@dataclass(frozen=True)
+class WorkloadRow:
+    """One convolution to cost: an original layer (``role="original"``, no ranks) or one
+    sub-convolution (``in``/``core``/``out``) of a Tucker-2 candidate ``(r1, r2)`` of it."""
+
+    layer: str
+    role: str
+    shape: ConvShape
+    r1: int | None = None
+    r2: int | None = None
+
+
+def candidate_workloads(
+    layers: Sequence[LayerInfo],
+    step: int | None = None,
+    equal: bool = True,
+    max_macs_ratio: float | None = None,
+    include_full: bool = False,
+) -> list[WorkloadRow]:
+    """Every layer as it is, then for each decomposable one the triple of every candidate.
+
+    This is the full set of workloads a cost table for the search needs; identical shapes
+    repeat across rows (callers dedupe by ``shape`` or ``shape.key``).
+    """
+    rows: list[WorkloadRow] = []
+    for layer in layers:
+        rows.append(WorkloadRow(layer.name, "original", layer.shape))
+        if not layer.decomposable:
+            continue
+        for r1, r2 in rank_candidates(layer.shape, step=step, equal=equal, max_macs_ratio=max_macs_ratio, include_full=include_full):
+            for role, sub in zip(ROLES[1:], tucker2_triple(layer.shape, r1, r2)):
+                rows.append(WorkloadRow(layer.name, role, sub, r1, r2))
+    return rows
