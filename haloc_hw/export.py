@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -130,7 +131,7 @@ def read_model_file(run: str | Path) -> dict[str, Any]:
                          fix="pass a run directory written by `haloc-hw train` / `haloc-hw search`")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise HalocError(f"cannot read model file ({err.__class__.__name__}: {str(err)[:200]})", file=path,
                          fix="the file is truncated or not a torch file; export the model again") from None
     if isinstance(payload, dict) and payload.get("format") == "haloc-hw-checkpoint":

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -224,7 +225,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise HalocError(f"cannot read checkpoint ({err.__class__.__name__}: {str(err)[:200]})", file=path,
                          fix="delete it and train again without --resume") from None
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
