@@ -8,6 +8,7 @@ Expected numbers in the small cases were worked out by hand from the rules of
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import random
 from pathlib import Path
@@ -406,3 +407,26 @@ def test_batch_marks_capacity_and_mesh_invalid(golden) -> None:
     bad[0, slot("DRAM", "temporal", "C")] = 3
     with pytest.raises(HalocError, match="dimension C multiply to 48.*row 0"):
         model.evaluate_batch(shape, structure, bad)
+
+
+# --------------------------------------------------------------------------------------
+# reports
+
+
+def test_stats_report_reads_back(golden, tmp_path) -> None:
+    from haloc_hw.cost.analytical.report import stats_json, write_stats
+    from haloc_hw.cost.stats_parser import parse_stats
+
+    arch, energy, mapping, shape = golden
+    ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
+    txt, js = write_stats(ev, tmp_path / "r18_l3", title="r18_l3", arch=arch, energy=energy)
+    parsed = parse_stats(txt)
+    assert parsed.cycles == 688128 and parsed.computes == ev.computes
+    assert parsed.energy_pJ == pytest.approx(ev.energy_pJ, rel=1e-9)
+    glb = parsed.level("shared_glb").dataspaces["Inputs"]
+    assert (glb.reads, glb.fills, glb.partition_size) == (5505024, 131072, 65536)
+    psum = parsed.level("psum_spad").dataspaces["Outputs"]
+    assert (psum.reads, psum.updates, psum.fills, psum.temporal_reductions) == (684544, 688128, 53760, 684544)
+    doc = json.loads(js.read_text())
+    assert doc == json.loads(json.dumps(stats_json(ev)))
+    assert doc["levels"][0]["name"] == "DRAM" and doc["levels"][0]["dataspaces"]["Weights"]["reads"] == 589824

@@ -780,3 +780,11 @@ class AnalyticalModel:
             mac_instances=int(pre.mac_inst[0]),
             mapping=mapping,
         )
+
+
+def stats_text(ev: Evaluation, title: str = "", arch: Architecture | None = None,
+               energy: EnergyTable | None = None) -> str:
+    """Timeloop-style text report of one evaluation (see :mod:`haloc_hw.cost.analytical.report`)."""
+    from haloc_hw.cost.analytical.report import stats_text as _text
+
+    return _text(ev, title, arch, energy)
