@@ -19,6 +19,7 @@ from haloc_hw.errors import HalocError
 # Sub-command modules, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "workloads",
+    "train",
 )
 
 
