@@ -84,4 +84,4 @@ def register() -> None:
     def factory(args: Any, ctx: Any) -> FakeBackend:
         return FakeBackend(delay_s=getattr(args, "fake_delay", 0.0), tag=Path(ctx.arch_path).name if ctx.arch_path else "a")
 
-    register_backend(BackendSpec("fake", "deterministic fake costs (tests)", factory, add_arguments))
+    register_backend(BackendSpec("fake", "deterministic fake costs (tests)", factory, add_arguments), replace=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -216,6 +218,6 @@ def test_table_build_with_timeloop_caches_and_keeps_job_dirs(tmp_path: Path) -> 
     again = build_table(layers, backend, tmp_path / "tables" / "t.sqlite", candidates_fn=lambda i: [(8, 8)], progress=False)
     assert again.build_report.cache_hits == 4 and len(_calls(tmp_path)) == n_calls
     kept = sorted(p.name for p in (tmp_path / "tables" / "jobs").iterdir())
-    with __import__("sqlite3").connect(tmp_path / "tables" / "t.sqlite") as conn:
+    with closing(sqlite3.connect(tmp_path / "tables" / "t.sqlite")) as conn:
         keys = sorted(r[0] for r in conn.execute("SELECT key FROM entries"))
     assert kept == keys

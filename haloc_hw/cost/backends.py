@@ -124,31 +124,32 @@ def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
     constraints = _constraints_arg(args)
     if constraints is not None and len(constraints) == 1:
         constraints = constraints[0]
-    return AnalyticalCostModel.from_files(ctx.arch_path, constraints_path=constraints, ert_path=getattr(args, "ert", None))
+    return AnalyticalCostModel.from_files(
+        ctx.arch_path, constraints_path=constraints, ert_path=getattr(args, "ert", None), clock_hz=getattr(args, "clock_hz", None)
+    )
 
 
 def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
+    from haloc_hw.cost.analytical.backend import default_constraints_path
     from haloc_hw.cost.timeloop import TimeloopCostModel
+    from haloc_hw.fileio import read_yaml
+    from haloc_hw.spec.shipped import default_mapper_path
 
+    constraints = _constraints_arg(args) or default_constraints_path(ctx.arch_path)
+    mapper_path = getattr(args, "mapper", None) or default_mapper_path()
     threads = getattr(args, "timeloop_threads", None)
     if threads is None:
-        threads = 1 if ctx.jobs > 1 else None
-    mapper_path = getattr(args, "mapper", None)
-    settings_threads = {}
-    if threads is None:
-        threads = 1
-        if mapper_path:
-            from haloc_hw.fileio import read_yaml
-
-            doc = read_yaml(mapper_path)
-            if isinstance(doc, dict) and isinstance(doc.get("mapper"), dict):
-                settings_threads = doc["mapper"]
-            threads = int(settings_threads.get("num-threads", settings_threads.get("num_threads", 1)) or 1)
+        if ctx.jobs > 1:
+            threads = 1  # several mappers side by side: one thread each
+        else:
+            doc = read_yaml(mapper_path) if Path(mapper_path).is_file() else {}
+            settings = doc.get("mapper", {}) if isinstance(doc, dict) else {}
+            threads = int(settings.get("num-threads", settings.get("num_threads", 1)) or 1)
     return TimeloopCostModel.from_files(
         ctx.arch_path,
-        constraints_path=_constraints_arg(args),
+        constraints_path=constraints,
         ert_path=getattr(args, "ert", None),
-        mapper_path=mapper_path,
+        mapper_path=mapper_path if Path(mapper_path).is_file() else None,
         jobs_dir=ctx.out_dir / "jobs",
         bin_dir=getattr(args, "timeloop_bin", None),
         threads=threads,
@@ -163,7 +164,6 @@ def _timeloop_arguments(group: Any) -> None:
     group.add_argument("--timeloop-threads", type=int, metavar="N",
                        help="mapper num-threads (default: 1 when --jobs > 1, else the mapper file's value)")  # fmt: skip
     group.add_argument("--timeloop-timeout", type=float, metavar="S", default=600.0, help="seconds per Timeloop process (default 600)")
-    group.add_argument("--clock-hz", type=float, metavar="HZ", help="clock frequency: gives latency_s = cycles / HZ")
 
 
 register_backend(BackendSpec("analytical", "embedded Timeloop-compatible model (no external tool)", _analytical))

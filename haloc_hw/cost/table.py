@@ -702,7 +702,11 @@ def build_table(
             ],
         )  # fmt: skip
         conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode=DELETE")  # back to one self-contained file
+        try:  # back to one self-contained file, unless a reader holds it open right now
+            conn.execute("PRAGMA busy_timeout = 200")
+            conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:
+            log.info("%s: stays in WAL mode while other readers have it open", out_path)
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
