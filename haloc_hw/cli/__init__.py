@@ -20,6 +20,7 @@ from haloc_hw.errors import HalocError
 COMMAND_MODULES: tuple[str, ...] = (
     "workloads",
     "train",
+    "tables",
 )
 
 
