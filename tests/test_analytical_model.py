@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import dataclasses
 import random
 from pathlib import Path
@@ -430,3 +431,283 @@ def test_stats_report_reads_back(golden, tmp_path) -> None:
     doc = json.loads(js.read_text())
     assert doc == json.loads(json.dumps(stats_json(ev)))
     assert doc["levels"][0]["name"] == "DRAM" and doc["levels"][0]["dataspaces"]["Weights"]["reads"] == 589824
+
+
+# --------------------------------------------------------------------------------------
+# an independent scalar reference of the same rules, written the way the rules read:
+# bound-1 loops dropped, a dummy temporal loop per empty level, explicit multicast
+# histograms built by grouping PE offsets, explicit bypass scaling of those histograms.
+
+
+def _projections(shape: ConvShape) -> dict[str, tuple[list[list[tuple[str, int]]], bool]]:
+    g = [[("G", 1)]] if shape.G > 1 else []
+    return {
+        "Weights": (g + [[("C", 1)], [("M", 1)], [("R", 1)], [("S", 1)]], False),
+        "Inputs": ([[("N", 1)]] + g + [[("C", 1)], [("R", shape.Wdilation), ("P", shape.Wstride)],
+                                       [("S", shape.Hdilation), ("Q", shape.Hstride)]], False),
+        "Outputs": ([[("N", 1)]] + g + [[("M", 1)], [("Q", 1)], [("P", 1)]], True),
+    }
+
+
+def reference_evaluate(arch, energy: EnergyTable, shape: ConvShape, mapping: Mapping) -> dict:
+    dims = list(shape.dims)
+    S = len(arch.levels)
+    lv = [arch.levels[S - 1 - s] for s in range(S)]  # innermost first
+    loops = []  # dicts: level, kind, dim, n
+    boundary, master = [], []
+    for s in range(S):
+        name = lv[s].name
+        ai = S - 1 - s
+        fx, fy = arch.fanout(ai)
+        sp = mapping.get(name, "spatial")
+        if fx * fy > 1 and sp is not None:
+            perm = (sp.permutation or "") + "".join(d for d in dims if d not in (sp.permutation or ""))
+            split = len(dims) if sp.split is None else sp.split
+            first = None
+            for pos, d in enumerate(perm):
+                n = int(sp.factors.get(d, 1))
+                if n > 1:
+                    loops.append({"level": s, "kind": "X" if pos < split else "Y", "dim": d, "n": n})
+            run = [i for i, lp in enumerate(loops) if lp["level"] == s]
+            master.append(run[-1] if run else None)
+        else:
+            master.append(None)
+        tp = mapping.get(name, "temporal")
+        perm = ((tp.permutation if tp else "") or "")
+        perm += "".join(d for d in dims if d not in perm)
+        added = False
+        for d in perm:
+            n = int(tp.factors.get(d, 1)) if tp else 1
+            if n > 1:
+                loops.append({"level": s, "kind": "T", "dim": d, "n": n})
+                added = True
+        if not added:
+            loops.append({"level": s, "kind": "T", "dim": dims[-1], "n": 1})
+        boundary.append(len(loops) - 1)
+    ext, steps, exts = {d: 1 for d in dims}, [], []
+    for lp in loops:
+        steps.append(ext[lp["dim"]])
+        ext[lp["dim"]] *= lp["n"]
+        exts.append(dict(ext))
+    C = math.prod(lp["n"] for lp in loops if lp["kind"] == "T")
+    spatial_all = math.prod(lp["n"] for lp in loops if lp["kind"] != "T")
+    keep = []
+    for s in range(S):
+        dt = mapping.get(lv[s].name, "datatype")
+        if dt is None:
+            keep.append(set() if lv[s].fanout_only else set(DATA_SPACES))
+        else:
+            keep.append(set(dt.keep) if dt.keep is not None else set(DATA_SPACES) - set(dt.bypass or ()))
+    inst = [math.prod(lp["n"] for lp in loops if lp["kind"] != "T" and lp["level"] > s) for s in range(S)]
+    xe = [math.prod(lp["n"] for lp in loops if lp["kind"] == "X" and lp["level"] > s) for s in range(S)]
+    ye = [math.prod(lp["n"] for lp in loops if lp["kind"] == "Y" and lp["level"] > s) for s in range(S)]
+    out: dict = {"levels": {}, "C": C, "computes": C * spatial_all}
+    energy_total = C * spatial_all * energy.compute
+    rw_traffic = [[0.0, 0.0] for _ in range(S)]
+    for ds, (axes, rw) in _projections(shape).items():
+        def tile(e):
+            return [1 + sum(c * (e[d] - 1) for d, c in terms) for terms in axes]
+
+        def proj(v):
+            return tuple(sum(c * v.get(d, 0) for d, c in terms) for terms in axes)
+
+        size = [math.prod(tile(exts[boundary[s]])) for s in range(S)]
+        hist = [dict() for _ in range(S)]
+        fan = [1] * S
+        link = [0.0] * S
+        hist[0] = {(1, 1): float(C)}
+        for s in range(S - 1):
+            p = s + 1
+            E = tile(exts[boundary[s]])
+            Esz = math.prod(E)
+            part = lambda x: Esz - math.prod(max(0, e - abs(xi)) for e, xi in zip(E, x))  # noqa: E731
+            Tl = [(loops[i]["n"], proj({loops[i]["dim"]: steps[i]})) for i in range(boundary[s] + 1, len(loops))
+                  if loops[i]["kind"] == "T" and loops[i]["n"] >= 2]
+            visits = [(None, Esz, 1, None)]
+            D = Esz
+            if Tl:
+                tau1 = Tl[0][1]
+                p1 = part(tau1)
+                cum = tuple(0 for _ in axes)
+                info = []
+                for j, (n, tau) in enumerate(Tl):
+                    x = tuple(a - b for a, b in zip(tau, cum))
+                    cum = tuple(a + b for a, b in zip(cum, tau))
+                    W = (n - 1) * math.prod(m for m, _ in Tl[j + 1:])
+                    delta = p1 if x == tau1 else Esz
+                    D += W * delta
+                    info.append((x, W, delta))
+                n1 = Tl[0][0]
+                visits.append((tau1, p1, n1 - 1, Esz))
+                for x, W, delta in info[1:]:
+                    visits.append((tau1, p1, (n1 - 1) * W, delta))
+                    visits.append((x, delta, W, p1))
+            run = [i for i, lp in enumerate(loops) if lp["level"] == p and lp["kind"] != "T"]
+            fan[p] = math.prod(loops[i]["n"] for i in run)
+            elems = []
+            for idx in range(fan[p]):
+                v, rem = {}, idx
+                for i in run:
+                    v[loops[i]["dim"]] = v.get(loops[i]["dim"], 0) + (rem % loops[i]["n"]) * steps[i]
+                    rem //= loops[i]["n"]
+                elems.append(proj(v))
+            fx, fy = arch.fanout(S - 1 - p)
+            h = max(fx, math.prod(loops[i]["n"] for i in run if loops[i]["kind"] == "X"))
+            vv = max(fy, math.prod(loops[i]["n"] for i in run if loops[i]["kind"] == "Y"))
+
+            def grouped(members):
+                sizes: dict = {}
+                for a in members:
+                    sizes[elems[a]] = sizes.get(elems[a], 0) + 1
+                hist_v: dict = {}
+                for g in sizes.values():
+                    hist_v[g] = hist_v.get(g, 0) + 1
+                return hist_v  # group size -> count
+
+            everyone = grouped(range(fan[p]))
+            for x, sz, w, pred in visits:
+                if sz == 0 or w == 0:
+                    continue
+                use = everyone
+                if x is not None and pred == sz and fan[p] > 1:
+                    reused = set()
+                    for a in range(fan[p]):
+                        ax_, ay_ = a % h, a // h
+                        for qx, qy in ((ax_ + 1, ay_), (ax_ - 1, ay_), (ax_, ay_ + 1), (ax_, ay_ - 1)):
+                            q = qy * h + qx
+                            if 0 <= qx < h and 0 <= qy < vv and q < fan[p] and \
+                                    tuple(o - oa for o, oa in zip(elems[q], elems[a])) == x:
+                                reused.add(a)
+                    rest = grouped([a for a in range(fan[p]) if a not in reused])
+                    if sum(rest.values()) < sum(everyone.values()):
+                        use = rest
+                        link[p] += len(reused) * sz * w
+                for g, c in use.items():
+                    hist[p][(g, c)] = hist[p].get((g, c), 0.0) + c * sz * w
+            assert abs(sum(g * v for (g, _), v in hist[p].items()) - (fan[p] * D if not link[p] else 0)) < 1e-6 or link[p]
+        CA = [sum(h_.values()) for h_ in hist]
+        PAS = [sum(g * v for (g, _), v in hist[s + 1].items()) / fan[s + 1] if s + 1 < S else 0.0 for s in range(S)]
+        P = [0] * S
+        P[S - 1] = size[S - 1]
+        for s in range(S - 2, -1, -1):
+            den = math.prod(tile(exts[master[s + 1]])) if master[s + 1] is not None else size[s]
+            P[s] = P[s + 1] * size[s] // den
+        sz = list(size)
+        for s in range(S - 1):
+            if ds in keep[s]:
+                continue
+            f = CA[s] * fan[s + 1] / sum(g * v for (g, _), v in hist[s + 1].items())
+            hist[s + 1] = {k: v * f for k, v in hist[s + 1].items()}
+            CA[s + 1] = sum(hist[s + 1].values())
+            link[s + 1] = 0.0
+            sz[s], CA[s], PAS[s], P[s] = 0, 0.0, 0.0, 0
+        top = None
+        for s in range(S - 1, -1, -1):
+            if ds not in keep[s]:
+                sz[s], CA[s], PAS[s], P[s], link[s] = 0, 0.0, 0.0, 0, 0.0
+            else:
+                PAS[s], top = 0.0, s
+                break
+        peer = [0.0] * S
+        for s in range(S - 1, 0, -1):
+            if link[s]:
+                peer[s - 1] += link[s] / inst[s - 1]
+        rnd = lambda v: math.floor(v + 0.5)  # noqa: E731  (all values are >= 0)
+        for s in range(S):
+            if sz[s] == 0:
+                continue
+            if rw:
+                upd, rd = rnd(CA[s]), rnd(CA[s] + peer[s] - P[s])
+                fl = rnd(PAS[s] + peer[s]) if s == top else rnd(PAS[s] + peer[s] - P[s])
+            else:
+                upd, rd, fl = 0, rnd(CA[s] + peer[s]), int(PAS[s] + peer[s])
+            ae = energy.for_level(lv[s].name)
+            bs = lv[s].block_size
+            e = (-(-rd // bs) * ae.read + -(-fl // bs) * ae.fill + -(-upd // bs) * ae.update) * inst[s]
+            energy_total += e
+            rw_traffic[s][0] += rd / C
+            rw_traffic[s][1] += (fl + upd) / C
+            out["levels"][(lv[s].name, ds)] = (P[s], sz[s], inst[s], rd, fl, upd, e)
+    cycles = C
+    for s in range(S):
+        r, w = rw_traffic[s]
+        sd = 1.0
+        for bw, need in ((lv[s].read_bandwidth, r), (lv[s].write_bandwidth, w), (lv[s].shared_bandwidth, r + w)):
+            if bw is not None and bw < need:
+                sd = min(sd, bw / need)
+        cycles = max(cycles, math.ceil(C / sd))
+    out["cycles"], out["energy"] = cycles, energy_total
+    out["valid"] = all(
+        (lv[s].effective_size is None or lv[s].is_dram or sum(size_ for (n_, _), (_, size_, *_r) in out["levels"].items()
+                                                               if n_ == lv[s].name) <= lv[s].effective_size)
+        and inst[s] <= lv[s].instances and xe[s] <= lv[s].mesh_x and ye[s] <= lv[s].mesh_y for s in range(S))
+    out["valid"] &= (math.prod(lp["n"] for lp in loops if lp["kind"] == "X") <= arch.arithmetic.mesh_x
+                     and math.prod(lp["n"] for lp in loops if lp["kind"] == "Y") <= arch.arithmetic.mesh_y)
+    return out
+
+
+def _compare_with_reference(model: AnalyticalModel, shape: ConvShape, structure: MappingStructure,
+                            rows: np.ndarray) -> int:
+    res = model.evaluate_batch(shape, structure, rows, check_capacity=True)
+    n_valid = 0
+    for b in range(rows.shape[0]):
+        mp = mapping_from_structure(structure, rows[b], model.arch)
+        ref = reference_evaluate(model.arch, model.energy, shape, mp)
+        assert bool(res.valid[b]) == ref["valid"], b
+        if not ref["valid"]:
+            continue
+        n_valid += 1
+        ev = model.evaluate(shape, mp)
+        got = {(lvl.name, ds): (st.partition_size, st.utilized_capacity, st.utilized_instances, st.reads,
+                                st.fills, st.updates, st.energy_pJ)
+               for lvl in ev.levels for ds, st in lvl.dataspaces.items()}
+        assert got.keys() == ref["levels"].keys()
+        for k, v in ref["levels"].items():
+            assert got[k][:6] == v[:6], (k, got[k], v)
+            assert got[k][6] == pytest.approx(v[6], rel=1e-9, abs=1e-9)
+        assert ev.cycles == ref["cycles"] == res.cycles[b]
+        assert ev.energy_pJ == pytest.approx(ref["energy"], rel=1e-9)
+    return n_valid
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_against_scalar_reference_on_random_mappings(golden, seed: int) -> None:
+    arch, energy, _, _ = golden
+    rng = random.Random(seed)
+    model = AnalyticalModel(arch, energy)
+    shapes = [ConvShape(C=8, M=8, R=3, S=3, P=6, Q=6), ConvShape(C=4, M=4, R=3, S=3, P=5, Q=4, N=2, Wstride=2, Hstride=2),
+              ConvShape(C=1, M=1, R=3, S=3, P=4, Q=4, G=6, Wdilation=2), ConvShape(C=6, M=4, R=1, S=1, P=7, Q=7)]
+    total = 0
+    for shape in shapes:
+        dims = tuple(shape.dims)
+        for _ in range(3):
+            keeps = [K("psum_spad", *rng.sample(DATA_SPACES, rng.randint(0, 2))),
+                     K("weights_spad", *rng.sample(DATA_SPACES, rng.randint(0, 2))),
+                     K("ifmap_spad", *rng.sample(DATA_SPACES, rng.randint(0, 2))), K("DummyBuffer"),
+                     K("shared_glb", *rng.sample(DATA_SPACES, rng.randint(0, 3))), K("DRAM", *DATA_SPACES)]
+            perms = [T(lvl, "".join(rng.sample(dims, len(dims)))) for lvl in arch.level_names]
+            sps = [SP("DummyBuffer", "".join(rng.sample(dims, len(dims))), rng.randint(0, len(dims))),
+                   SP("shared_glb", "".join(rng.sample(dims, len(dims))), rng.randint(0, len(dims)))]
+            structure, _ = structure_from_mapping(Mapping(tuple(keeps + perms + sps)), arch, shape)
+            rows = _random_rows(structure, shape, 25, rng, spatial_bias=0.3)
+            total += _compare_with_reference(model, shape, structure, rows)
+    assert total >= 20
+
+
+def test_against_scalar_reference_with_link_transfers() -> None:
+    arch = tiny_arch()
+    arch = dataclasses.replace(arch, levels=tuple(dataclasses.replace(lvl, size_words=None) if lvl.name != "DRAM"
+                                                  else lvl for lvl in arch.levels))
+    model = AnalyticalModel(arch, TINY_ENERGY)
+    rng = random.Random(11)
+    total = 0
+    for shape in (ConvShape(C=2, M=2, R=3, S=3, P=8, Q=4), ConvShape(C=2, M=1, R=3, S=2, P=6, Q=4, Wstride=2),
+                  ConvShape(C=1, M=2, R=3, S=3, P=4, Q=6, Wdilation=2, N=2)):
+        for sperm, tperm in (("RPMC", "PRQC"), ("SQRC", "QSPM"), ("PRCS", "RMPQ"), ("RSPQ", "PQRS")):
+            keeps = (K("spad", *rng.sample(DATA_SPACES, rng.randint(1, 3))), K("glb", *DATA_SPACES))
+            mp = Mapping(keeps + (SP("glb", sperm, rng.randint(0, 4)), T("glb", tperm),
+                                  T("spad", "".join(rng.sample(list(shape.dims), len(shape.dims))))))
+            structure, _ = structure_from_mapping(mp, arch, shape)
+            rows = _random_rows(structure, shape, 25, rng, spatial_bias=0.8)
+            total += _compare_with_reference(model, shape, structure, rows)
+    assert total >= 50
