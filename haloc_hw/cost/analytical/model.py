@@ -132,7 +132,8 @@ class BatchResult:
     """Batch evaluation: one entry per factor row.
 
     ``valid`` is False where tiles overflow a buffer or the spatial factors do not fit the
-    mesh (cycles/energy are still computed for those rows). ``tile_sizes`` is
+    mesh. Cycles/energy are still computed for those rows, but without the (rare, per-row)
+    link-transfer correction, so they are only indicative. ``tile_sizes`` is
     ``(B, n_levels, 3)`` (levels outermost first, data spaces Weights/Inputs/Outputs,
     0 where a level bypasses) when requested.
     """
