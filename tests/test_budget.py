@@ -87,3 +87,18 @@ def test_check_table_names_missing_layers_and_candidates():
         check_table(costs, wanted, "energy_pJ")
     assert "conv9" in str(err.value) and "conv2@3x3" in str(err.value)
     check_table(costs, CANDIDATES, "energy_pJ")  # complete table: no error
+
+
+def test_edp_totals_multiply_summed_energy_and_cycles():
+    costs = DictCosts()
+    rng = cost_range(costs, CANDIDATES, "edp")
+    energy = sum(costs.original_cost(n, "energy_pJ") for n in costs.layers())
+    cycles = sum(costs.original_cost(n, "cycles") for n in costs.layers())
+    assert rng.original == pytest.approx(energy * cycles)
+    assert rng.original != pytest.approx(sum(costs.original_cost(n, "edp") for n in costs.layers()))
+    e_min = costs.original_cost("dw", "energy_pJ") + sum(
+        min(costs.cost(n, *c, "energy_pJ") for c in cs) for n, cs in CANDIDATES.items())
+    c_min = costs.original_cost("dw", "cycles") + sum(
+        min(costs.cost(n, *c, "cycles") for c in cs) for n, cs in CANDIDATES.items())
+    assert rng.minimum == pytest.approx(e_min * c_min)
+    assert rng.fixed_components == (costs.original_cost("dw", "energy_pJ"), costs.original_cost("dw", "cycles"))

@@ -41,7 +41,7 @@ def test_outputs_budget_and_history(tmp_path):
     assert ranks["total_cost"] <= ranks["budget"] * (1 + 1e-9)
     total = costs.original_cost("dw", "energy_pJ") + sum(costs.cost(n, *r, "energy_pJ") for n, r in plan.ranks.items())
     assert ranks["total_cost"] == pytest.approx(total)
-    assert ranks["budget"] == pytest.approx(0.45 * sum(costs.original_cost(n, "m") for n in costs.layers()))
+    assert ranks["budget"] == pytest.approx(0.45 * sum(costs.original_cost(n, "energy_pJ") for n in costs.layers()))
     for name, entry in ranks["layers"].items():
         assert (entry["r1"], entry["r2"]) in CANDIDATES[name]
         assert entry["original_cost"] == costs.original_cost(name, "energy_pJ")
@@ -53,6 +53,17 @@ def test_outputs_budget_and_history(tmp_path):
     # the exported model runs with the chosen ranks
     model = net.export_compressed(plan.ranks)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)
+
+
+def test_edp_budget_is_on_total_energy_times_total_cycles(tmp_path):
+    plan, _ = run_tiny_search(tmp_path, metric="edp", budget=0.3, epochs=2)
+    costs = DictCosts()
+    energy = costs.original_cost("dw", "energy_pJ") + sum(costs.cost(n, *r, "energy_pJ") for n, r in plan.ranks.items())
+    cycles = costs.original_cost("dw", "cycles") + sum(costs.cost(n, *r, "cycles") for n, r in plan.ranks.items())
+    assert plan.total_cost == pytest.approx(energy * cycles)
+    assert plan.met and plan.total_cost <= plan.budget
+    history = json.loads((tmp_path / "search_history.json").read_text())
+    assert history["cost_components"] == ["energy_pJ", "cycles"]
 
 
 def test_tight_budget_moves_probability_to_cheap_candidates(tmp_path):

@@ -80,15 +80,16 @@ def _step_sizes(device: str):
     opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=0.01, momentum=0.9)
     opt_a = torch.optim.Adam(supernet.arch_parameters(), lr=0.01)
     state = _State(supernet, opt_w, opt_a, torch.Generator().manual_seed(0), {})
-    costs = {n: torch.linspace(1.0, 2.0, len(c), dtype=torch.float64, device=device)
+    costs = {n: torch.linspace(1.0, 2.0, len(c), dtype=torch.float64, device=device)[:, None]
              for n, c in supernet.candidates().items()}
     total = float(sum(c.max() for c in costs.values()))
+    fixed = torch.zeros(1, dtype=torch.float64, device=device)
 
     def weight_step():
         search._weight_step(state, supernet, x, y)
 
     def arch_step():
-        search._arch_step(state, x, y, costs, 0.0, total, False)
+        search._arch_step(state, x, y, costs, fixed, total, False)
 
     return model, supernet, opt, opt_w, opt_a, plain, weight_step, arch_step
 

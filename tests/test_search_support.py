@@ -51,7 +51,7 @@ CANDIDATES = {"conv1": [(2, 2), (4, 2), (8, 3)], "conv2": [(4, 4), (8, 8), (16, 
 
 
 class DictCosts:
-    """In-memory CostLookup: MAC counts (as 'energy_pJ', 'cycles') of layers and their triples."""
+    """In-memory CostLookup priced from MAC counts: energy_pJ = 2 x MACs, cycles = MACs / 4 + 10 per conv."""
 
     def __init__(self, geometry: dict[str, tuple[int, int, int, int]] | None = None,
                  candidates: dict[str, list[tuple[int, int]]] | None = None) -> None:
@@ -68,11 +68,17 @@ class DictCosts:
         if (r1, r2) not in self.cands.get(layer, []):
             raise HalocError(f"no candidate {r1}x{r2} for {layer}")
         c, m, k, hw = self.geometry[layer]
-        return float((c * r2 + r2 * r1 * k + r1 * m) * hw)
+        return self._price([c * r2 * hw, r2 * r1 * k * hw, r1 * m * hw], metric)
 
     def original_cost(self, layer: str, metric: str) -> float:
         c, m, k, hw = self.geometry[layer]
-        return float(c * m * k * hw)
+        return self._price([c * m * k * hw], metric)
+
+    @staticmethod
+    def _price(macs: list[int], metric: str) -> float:
+        energy = 2.0 * sum(macs)
+        cycles = sum(v / 4 + 10 for v in macs)
+        return {"energy_pJ": energy, "cycles": cycles, "latency_s": cycles * 1e-9, "edp": energy * cycles}[metric]
 
 
 class TinyBatches:

@@ -12,9 +12,10 @@ absolute value in the metric's base unit (pJ, cycles, seconds, pJ*cycles).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from haloc_hw.errors import HalocError
 
@@ -82,6 +83,7 @@ class CostRange:
     minimum: float
     maximum: float
     fixed: float
+    fixed_components: tuple[float, ...] = ()
 
 
 def format_cost(value: float, metric: str) -> str:
@@ -161,16 +163,42 @@ def check_table(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], met
                              fix="rebuild the table") from None
 
 
+def components(metric: str) -> tuple[str, ...]:
+    """Additive metrics a model total is built from: EDP = (total energy) x (total cycles), not a sum of EDPs."""
+    return ("energy_pJ", "cycles") if metric == "edp" else (metric,)
+
+
+def combine(totals: Sequence[float], metric: str) -> float:
+    """Model total of ``metric`` from the per-component totals of :func:`components`."""
+    return float(math.prod(totals)) if metric == "edp" else float(totals[0])
+
+
+def candidate_vectors(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], metric: str) -> dict[str, list[list[float]]]:
+    """Per layer, per candidate, the component costs (``[[energy, cycles], ...]`` for EDP)."""
+    comps = components(metric)
+    return {n: [[float(costs.cost(n, r1, r2, c)) for c in comps] for r1, r2 in cands] for n, cands in candidates.items()}
+
+
 def cost_range(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], metric: str) -> CostRange:
-    """Original, cheapest and dearest whole-model cost; layers not searched count at their original cost."""
-    fixed = sum(costs.original_cost(name, metric) for name in costs.layers() if name not in candidates)
-    original = fixed + sum(costs.original_cost(name, metric) for name in candidates)
-    lo = hi = fixed
-    for name, cands in candidates.items():
-        values = [costs.cost(name, r1, r2, metric) for r1, r2 in cands]
-        lo += min(values)
-        hi += max(values)
-    return CostRange(original=original, minimum=lo, maximum=hi, fixed=fixed)
+    """Original, cheapest and dearest whole-model cost; layers not searched count at their original cost.
+
+    For EDP the extremes are taken over the two rank choices that minimise (maximise) energy
+    and cycles layer by layer; they are exact when one candidate is cheapest in both, as
+    with every table where cost falls with rank.
+    """
+    comps = components(metric)
+    fixed = [sum(costs.original_cost(n, c) for n in costs.layers() if n not in candidates) for c in comps]
+    original = combine([f + sum(costs.original_cost(n, c) for n in candidates) for f, c in zip(fixed, comps)], metric)
+    vectors = candidate_vectors(costs, candidates, metric)
+
+    def total(pick: Callable[[list[list[float]]], list[float]]) -> float:
+        chosen = [pick(v) for v in vectors.values()]
+        return combine([f + sum(c[i] for c in chosen) for i, f in enumerate(fixed)], metric)
+
+    lows = [total(lambda v, i=i: min(v, key=lambda c: c[i])) for i in range(len(comps))]
+    highs = [total(lambda v, i=i: max(v, key=lambda c: c[i])) for i in range(len(comps))]
+    return CostRange(original=original, minimum=min(lows), maximum=max(highs), fixed=combine(fixed, metric),
+                     fixed_components=tuple(fixed))
 
 
 def resolve_budget(

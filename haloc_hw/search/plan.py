@@ -131,16 +131,28 @@ class RankPlan:
 def make_plan(
     probabilities: Mapping[str, Sequence[float]],
     candidates: Mapping[str, Sequence[Rank]],
-    costs: Mapping[str, Sequence[float]],
-    original_costs: Mapping[str, float],
+    costs: Mapping[str, Sequence[float | Sequence[float]]],
+    original_costs: Mapping[str, float | Sequence[float]],
     *,
     metric: str,
     budget: float,
     budget_text: str,
-    fixed_cost: float,
+    fixed_cost: float | Sequence[float],
     repair: bool = True,
 ) -> RankPlan:
-    """Argmax of ``p`` per layer, then (if ``repair``) the documented greedy repair to meet ``budget``."""
+    """Argmax of ``p`` per layer, then (if ``repair``) the documented greedy repair to meet ``budget``.
+
+    Costs are numbers, or per-component vectors (``[energy, cycles]`` for EDP, see
+    :func:`haloc_hw.search.budget.components`); totals add components over layers and then
+    combine them, so a model's EDP is its total energy times its total cycles.
+    """
+    from haloc_hw.search.budget import combine
+
+    vec = {n: [_as_vector(c) for c in cs] for n, cs in costs.items()}
+    orig = {n: _as_vector(c) for n, c in original_costs.items()}
+    fixed = _as_vector(fixed_cost)
+    layer_cost = {n: [combine(c, metric) for c in cs] for n, cs in vec.items()}
+
     chosen: dict[str, int] = {}
     for name, probs in probabilities.items():
         probs = list(probs)
@@ -148,27 +160,27 @@ def make_plan(
     searched = dict(chosen)
 
     def total() -> float:
-        return fixed_cost + sum(costs[name][j] for name, j in chosen.items())
+        return combine([f + sum(vec[n][j][i] for n, j in chosen.items()) for i, f in enumerate(fixed)], metric)
 
     searched_total = total()
     steps: list[dict[str, Any]] = []
     tol = budget * 1e-9
     while repair and total() > budget + tol:
-        movable = [n for n, j in chosen.items() if any(c < costs[n][j] for c in costs[n])]
+        movable = [n for n, j in chosen.items() if any(c < layer_cost[n][j] for c in layer_cost[n])]
         if not movable:
             break
-        name = max(movable, key=lambda n: (costs[n][chosen[n]], n))
-        current = costs[name][chosen[name]]
+        name = max(movable, key=lambda n: (layer_cost[n][chosen[n]], n))
+        current = layer_cost[name][chosen[name]]
         probs = list(probabilities[name])
-        cheaper = [j for j, c in enumerate(costs[name]) if c < current]
-        new = max(cheaper, key=lambda j: (probs[j], costs[name][j]))
+        cheaper = [j for j, c in enumerate(layer_cost[name]) if c < current]
+        new = max(cheaper, key=lambda j: (probs[j], layer_cost[name][j]))
         steps.append({"layer": name, "from": list(candidates[name][chosen[name]]), "to": list(candidates[name][new]),
-                      "cost_from": current, "cost_to": costs[name][new]})
+                      "cost_from": current, "cost_to": layer_cost[name][new]})
         chosen[name] = new
 
     layers = [
-        LayerPlan(name=name, r1=candidates[name][j][0], r2=candidates[name][j][1], cost=float(costs[name][j]),
-                  original_cost=float(original_costs[name]), probability=float(probabilities[name][j]),
+        LayerPlan(name=name, r1=candidates[name][j][0], r2=candidates[name][j][1], cost=layer_cost[name][j],
+                  original_cost=combine(orig[name], metric), probability=float(probabilities[name][j]),
                   searched_r1=candidates[name][searched[name]][0], searched_r2=candidates[name][searched[name]][1],
                   num_candidates=len(candidates[name]))
         for name, j in chosen.items()
@@ -181,8 +193,13 @@ def make_plan(
         note = "argmax ranks meet the budget"
     else:
         note = f"argmax ranks cost {searched_total:.6g} > budget {budget:.6g} and repair was off"
-    original_total = fixed_cost + sum(original_costs[name] for name in chosen)
-    return RankPlan(metric=metric, budget=budget, budget_text=budget_text, layers=layers, fixed_cost=fixed_cost,
-                    original_total=original_total, total_cost=final, searched_total=searched_total, met=met,
-                    repaired=bool(steps), repair_steps=steps, note=note)
+    original_total = combine([f + sum(orig[n][i] for n in chosen) for i, f in enumerate(fixed)], metric)
+    return RankPlan(metric=metric, budget=budget, budget_text=budget_text, layers=layers,
+                    fixed_cost=combine(fixed, metric), original_total=original_total, total_cost=final,
+                    searched_total=searched_total, met=met, repaired=bool(steps), repair_steps=steps, note=note)
 
+
+def _as_vector(value: float | Sequence[float]) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    return [float(v) for v in value]

@@ -44,7 +44,8 @@ from torch import nn
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
-from haloc_hw.search.budget import Budget, CostLookup, check_table, parse_budget, resolve_budget
+from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
+                                    parse_budget, resolve_budget)
 from haloc_hw.search.plan import RankPlan, make_plan
 from haloc_hw.search.supernet import Supernet
 
@@ -137,8 +138,10 @@ class HalocSearch:
         budget = parse_budget(cfg.budget, cfg.metric) if not isinstance(cfg.budget, Budget) else cfg.budget
         epsilon, cost_range = resolve_budget(budget, costs, candidates, source=table_source)
         names = supernet.layer_names
-        cost_lists = {n: [float(costs.cost(n, r1, r2, cfg.metric)) for r1, r2 in candidates[n]] for n in names}
-        cost_vecs = {n: torch.tensor(v, dtype=torch.float64, device=device) for n, v in cost_lists.items()}
+        vectors = candidate_vectors(costs, candidates, cfg.metric)  # [candidate][component]
+        cost_lists = {n: [combine(c, cfg.metric) for c in vectors[n]] for n in names}
+        cost_vecs = {n: torch.tensor(vectors[n], dtype=torch.float64, device=device) for n in names}
+        fixed = torch.tensor(cost_range.fixed_components, dtype=torch.float64, device=device)
         log.info("search: %d layers, budget %s = %.6g (original %.6g, reachable %.6g..%.6g), skipped %d convs",
                  len(names), budget.describe(), epsilon, cost_range.original, cost_range.minimum, cost_range.maximum,
                  len(supernet.skipped))
@@ -155,7 +158,7 @@ class HalocSearch:
             "original_total": cost_range.original, "fixed_cost": cost_range.fixed,
             "min_total": cost_range.minimum, "max_total": cost_range.maximum,
             "candidates": {n: [list(c) for c in candidates[n]] for n in names},
-            "costs": cost_lists, "skipped": dict(supernet.skipped), "epochs": [],
+            "costs": cost_lists, "cost_components": list(components(cfg.metric)), "skipped": dict(supernet.skipped), "epochs": [],
         }
         state = _State(supernet, opt_w, opt_a, sampler, history)
         train_loader, val_loader = _loaders(data, dist_on)
@@ -181,14 +184,15 @@ class HalocSearch:
                 _set_epoch(loader, epoch)
             t0 = time.perf_counter()
             stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, cost_vecs,
-                                cost_range.fixed, epsilon, is_main, dist_on)
+                                fixed, epsilon, is_main, dist_on)
             stats["seconds"] = time.perf_counter() - t0
             probs = supernet.probabilities()
             stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
             stats["argmax"] = {n: list(r) for n, r in supernet.argmax_ranks().items()}
-            stats["expected_cost"] = cost_range.fixed + sum(float(probs[n].double().cpu() @ cost_vecs[n].cpu()) for n in names)
-            stats["argmax_cost"] = cost_range.fixed + sum(
-                cost_lists[n][candidates[n].index(tuple(r))] for n, r in stats["argmax"].items())
+            stats["expected_cost"] = float(_expected_total(probs, cost_vecs, fixed, cfg.metric))
+            onehot = {n: torch.nn.functional.one_hot(torch.tensor(candidates[n].index(tuple(r))), len(candidates[n]))
+                      for n, r in stats["argmax"].items()}
+            stats["argmax_cost"] = float(_expected_total(onehot, cost_vecs, fixed, cfg.metric))
             history["epochs"].append(stats)
             log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
                      epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
@@ -201,9 +205,9 @@ class HalocSearch:
 
         probs = supernet.probabilities()
         plan = make_plan(
-            {n: [float(v) for v in probs[n]] for n in names}, candidates, cost_lists,
-            {n: float(costs.original_cost(n, cfg.metric)) for n in names},
-            metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed,
+            {n: [float(v) for v in probs[n]] for n in names}, candidates, vectors,
+            {n: [float(costs.original_cost(n, c)) for c in components(cfg.metric)] for n in names},
+            metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
             repair=cfg.repair,
         )
         if is_main:
@@ -215,7 +219,7 @@ class HalocSearch:
 
     # -- one epoch ------------------------------------------------------------------------
     def _epoch(self, epoch: int, state: _State, weight_model: nn.Module, train_loader: Any,
-               val_loader: Any, cost_vecs: dict[str, torch.Tensor], fixed: float, epsilon: float,
+               val_loader: Any, cost_vecs: dict[str, torch.Tensor], fixed: torch.Tensor, epsilon: float,
                is_main: bool, dist_on: bool) -> dict[str, Any]:
         cfg = self.cfg
         net = state.supernet
@@ -279,7 +283,7 @@ class HalocSearch:
         return float(ce.detach()), float(mse.detach())
 
     def _arch_step(self, state: _State, x: torch.Tensor, y: torch.Tensor, cost_vecs: dict[str, torch.Tensor],
-                   fixed: float, epsilon: float, dist_on: bool) -> tuple[float, float]:
+                   fixed: torch.Tensor, epsilon: float, dist_on: bool) -> tuple[float, float]:
         cfg = self.cfg
         net = state.supernet
         layers = net.choice_layers()
@@ -293,9 +297,8 @@ class HalocSearch:
             layer.set_gumbel(index, hard - soft.detach() + soft)
         out = net(x)
         ce = F.cross_entropy(out, y)
-        expected = torch.as_tensor(fixed, dtype=torch.float64, device=ce.device)
-        for name, layer in layers.items():
-            expected = expected + layer.probabilities().double() @ cost_vecs[name]
+        expected = _expected_total({n: layer.probabilities() for n, layer in layers.items()}, cost_vecs, fixed,
+                                   cfg.metric)
         hw = (expected / epsilon) ** cfg.theta
         loss = ce * cfg.eta * hw.to(ce.dtype)
         _check_finite(loss, "architecture step", cfg)
@@ -371,6 +374,15 @@ class HalocSearch:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _expected_total(probs: dict[str, torch.Tensor], cost_vecs: dict[str, torch.Tensor], fixed: torch.Tensor,
+                    metric: str) -> torch.Tensor:
+    """Whole-model cost under p: per component fixed + sum_i p_i . cost_i, combined (EDP = energy x cycles)."""
+    comps = fixed.clone()
+    for name, vec in cost_vecs.items():
+        comps = comps + probs[name].to(vec) @ vec
+    return comps.prod() if metric == "edp" else comps[0]
+
+
 def _dist_on() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
