@@ -89,7 +89,7 @@ class Evaluation:
     levels: list[LevelStats]
     mac_cycles: int = 0
     mac_instances: int = 0
-    mapping: Mapping | None = None
+    mapping: Mapping | None = field(default=None, repr=False, compare=False)
 
     def level(self, name: str) -> LevelStats:
         for lvl in self.levels:
