@@ -23,6 +23,7 @@ import logging
 import platform
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,8 @@ class GpuCostModel:
     """
 
     name = BACKEND_NAME
+    # The cost table keeps a "fused" entry per candidate and uses it as the candidate's cost.
+    fused = True
 
     def __init__(
         self,
@@ -272,6 +275,16 @@ class GpuCostModel:
             self._fingerprint = info
         return dict(self._fingerprint)
 
+    def key_fields(self) -> dict[str, Any]:
+        """Measuring settings stored with (and hashed into) every cost-table entry."""
+        fp = self.fingerprint()
+        return {
+            "device": fp["device_name"],
+            "dtype": self.dtype,
+            "batch": self.batch,
+            "memory_format": self.memory_format,
+        }
+
     def describe(self) -> str:
         fp = self.fingerprint()
         return f"{fp['device_name']} ({fp['device']}), {self.dtype}, batch {self.batch}, {self.memory_format}"
@@ -310,6 +323,10 @@ class GpuCostModel:
                 )
             )
         return self._run(jobs, "gpu: fused triples")
+
+    def evaluate_fused(self, triples: Sequence[Triple]) -> list[Cost]:
+        """The cost table's name for :meth:`evaluate_triples`."""
+        return self.evaluate_triples(triples)
 
     def time_module(self, module: "nn.Module", inputs: "torch.Tensor") -> TimingStats:
         """Time an arbitrary module on a ready input (used by ``haloc-hw bench``).
@@ -426,11 +443,86 @@ class GpuCostModel:
             breakdown["p90_s"] = stats.p90_s * scale
         return Cost(cycles=None, energy_pJ=None, latency_s=stats.median_s * scale, breakdown=breakdown)
 
+    @contextmanager
+    def _device_lock(self) -> Iterator[None]:
+        """Hold an exclusive per-device file lock while measuring.
+
+        The cost table may run jobs in several worker processes; two timings on one device
+        at once would spoil both, so workers take turns here (building the next workload
+        is all they can do in parallel).
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not on POSIX: no cross-process lock
+            yield
+            return
+        name = f"haloc-hw-{BACKEND_NAME}-{self.device.replace(':', '_')}.lock"
+        with open(Path(tempfile.gettempdir()) / name, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _run(self, jobs: list[_Job], desc: str) -> list[Cost]:
         from tqdm import tqdm
 
         results: list[Cost] = []
-        with self.settings():
-            for job in tqdm(jobs, desc=desc, unit="shape", disable=not self.progress or None, leave=False):
+        with self._device_lock(), self.settings():
+            show = self.progress and len(jobs) > 1  # the table builder has its own bar for one-job calls
+            for job in tqdm(jobs, desc=desc, unit="shape", disable=not show or None, leave=False):
                 results.append(self._measure_with_backoff(job))
         return results
+
+
+# ---------------------------------------------------------------------------------------
+# registration with the backend registry (``haloc-hw tables --backend gpu``)
+# ---------------------------------------------------------------------------------------
+
+
+def _add_gpu_arguments(group: Any) -> None:
+    group.add_argument("--device", default="cuda", metavar="DEV", help="cuda, cuda:N or cpu (default cuda)")
+    group.add_argument("--dtype", default="bf16", choices=DTYPES, help="tensor dtype; fp32 is strict IEEE, tf32 allows TF32 (default bf16)")
+    group.add_argument("--memory-format", default="channels_last", choices=MEMORY_FORMATS, help="default channels_last")
+    group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help=f"untimed calls per workload (default {DEFAULT_WARMUP})")
+    group.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N", help=f"timed samples per workload (default {DEFAULT_REPEATS})")
+    group.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads when --device cpu (default: torch's current count)")
+
+
+def gpu_backend_from_args(args: Any, ctx: Any = None) -> GpuCostModel:
+    """Build the backend from parsed CLI arguments (``--device/--dtype/--batch/...``)."""
+    jobs = getattr(ctx, "jobs", 1) or 1
+    if jobs > 1:
+        log.warning(
+            "gpu backend: %d workers take turns on the device (timings never overlap); --jobs 1 avoids one "
+            "CUDA context and cuDNN autotuning per worker",
+            jobs,
+        )
+    return GpuCostModel(
+        device=getattr(args, "device", None) or "cuda",
+        dtype=getattr(args, "dtype", None) or "bf16",
+        batch=getattr(args, "batch", None) or 128,
+        memory_format=getattr(args, "memory_format", None) or "channels_last",
+        warmup=DEFAULT_WARMUP if getattr(args, "warmup", None) is None else args.warmup,
+        repeats=DEFAULT_REPEATS if getattr(args, "repeats", None) is None else args.repeats,
+        threads=getattr(args, "threads", None),
+    )
+
+
+def _register() -> None:
+    try:
+        from haloc_hw.cost.backends import BackendSpec, register_backend
+    except ImportError:  # pragma: no cover - registry not present in this checkout
+        return
+    register_backend(
+        BackendSpec(
+            BACKEND_NAME,
+            "measured latency with PyTorch on a CUDA GPU (or the CPU): --device, --dtype, --batch",
+            gpu_backend_from_args,
+            _add_gpu_arguments,
+            needs_arch=False,
+        )
+    )
+
+
+_register()
