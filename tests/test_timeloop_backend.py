@@ -221,3 +221,25 @@ def test_table_build_with_timeloop_caches_and_keeps_job_dirs(tmp_path: Path) -> 
     with closing(sqlite3.connect(tmp_path / "tables" / "t.sqlite")) as conn:
         keys = sorted(r[0] for r in conn.execute("SELECT key FROM entries"))
     assert kept == keys
+
+
+def test_cli_timeloop_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("haloc_hw.models")
+    from haloc_hw.cli import main
+
+    out = tmp_path / "tables" / "r20tl"
+    base = ["tables", "--model", "resnet20", "--arch", "arch/eyeriss.yaml", "--backend", "timeloop", "--step", "64",
+            "--jobs", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "timeloop-mapper and timeloop-model not found on PATH" in err and "--backend analytical" in err
+    assert main([*base, "--timeloop-bin", str(_bin(tmp_path)), "--timeloop-threads", "3"]) == 0
+    assert "r20tl.sqlite" in capsys.readouterr().out
+    from haloc_hw.cost.table import CostTable
+
+    table = CostTable.open(out / "r20tl.sqlite")
+    cycles = json.loads((CASE / "summary.json").read_text())["model"]["cycles"]
+    assert table.original_cost("layer1.0.conv1") == cycles  # every fake run reports the golden stats
+    jobs = [p for p in (out / "jobs").iterdir() if p.name != "failed"]
+    assert len(jobs) == table.metadata["last_build"]["entries"] == table.metadata["last_build"]["evaluated"]
+    assert yaml.safe_load((jobs[0] / "mapper.yaml").read_text())["mapper"]["num-threads"] == 3

@@ -19,6 +19,7 @@ maximum relative error of cycles and energy.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,12 @@ def _build(args: argparse.Namespace) -> int:
 
     out_dir: Path = args.out
     name = out_dir.name or "table"
-    executor = make_executor(args.jobs, args.scheduler, timeout_s=args.scheduler_timeout)
+    if spec.serial_only and (args.scheduler or (args.jobs or 0) > 1):
+        logging.getLogger(__name__).warning("backend '%s' measures one workload at a time: ignoring --jobs/--scheduler", spec.name)
+    if spec.serial_only:
+        executor = make_executor(1)
+    else:
+        executor = make_executor(args.jobs, args.scheduler, timeout_s=args.scheduler_timeout)
     try:
         for arch, stem in zip(archs, stems):
             table_name = name if len(archs) == 1 else f"{name}-{stem}"

@@ -50,6 +50,9 @@ class BackendSpec:
     factory: Factory
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     needs_arch: bool = True
+    # Measurements that must not share the machine (GPU timing) run one at a time in the
+    # CLI process whatever --jobs says.
+    serial_only: bool = False
 
 
 BACKENDS: dict[str, BackendSpec] = {}
@@ -152,6 +155,7 @@ def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
         mapper_path=mapper_path if Path(mapper_path).is_file() else None,
         jobs_dir=ctx.out_dir / "jobs",
         bin_dir=getattr(args, "timeloop_bin", None),
+        components=getattr(args, "accelergy_components", None) or (),
         threads=threads,
         timeout_s=getattr(args, "timeloop_timeout", None) or 600.0,
         clock_hz=getattr(args, "clock_hz", None),
@@ -163,6 +167,8 @@ def _timeloop_arguments(group: Any) -> None:
     group.add_argument("--mapper", metavar="FILE", help="mapper settings YAML (default: mappings/mapper.yaml when present)")
     group.add_argument("--timeloop-threads", type=int, metavar="N",
                        help="mapper num-threads (default: 1 when --jobs > 1, else the mapper file's value)")  # fmt: skip
+    group.add_argument("--accelergy-components", nargs="+", metavar="FILE",
+                       help="component files passed to accelergy (only when accelergy is on PATH)")  # fmt: skip
     group.add_argument("--timeloop-timeout", type=float, metavar="S", default=600.0, help="seconds per Timeloop process (default 600)")
 
 

@@ -343,6 +343,7 @@ class CostTable:
         self._entries = entries
         self._entry_backend = backends
         self.metadata = metadata
+        self.build_report: BuildReport | None = None  # set by build_table
         self._by_layer: dict[str, list[tuple[str, int, int, str]]] = {name: [] for name in self._order}
         for (layer, role, r1, r2), key in slots.items():
             self._by_layer.setdefault(layer, []).append((role, r1, r2, key))
@@ -720,5 +721,5 @@ def build_table(
             fix="fix the cause and rerun the same command: only the missing entries are evaluated",
         )
     table = CostTable.open(out_path)
-    table.build_report = report  # type: ignore[attr-defined]
+    table.build_report = report
     return table
