@@ -68,6 +68,22 @@ def test_error_falls_monotonically_with_rank(weight):
     assert all(b <= a + 1e-12 for a, b in zip(by_r1, by_r1[1:]))
 
 
+def test_basis_cache_follows_weight_content(weight):
+    before = relative_error(weight, 6, 6, n_iter=0)
+    core, u_out, u_in = tucker2(weight, 6, 6, n_iter=0)
+    approx = tucker2_reconstruct(core, u_out, u_in)
+    u_out.zero_()  # results are not views of the cache
+    assert relative_error(weight, 6, 6, n_iter=0) == pytest.approx(before, rel=1e-12)
+    changed = weight.clone()
+    changed[:, :8] *= 10.0  # in-place-like change of content: a new decomposition, not the cached one
+    core2, u_out2, _ = tucker2(changed, 6, 6, n_iter=0)
+    fresh = torch.linalg.svd(changed.reshape(24, -1), full_matrices=False).U[:, :6]
+    assert torch.allclose((u_out2 @ u_out2.T), fresh @ fresh.T, atol=1e-8)
+    weight.mul_(2.0)  # same tensor, new values
+    assert relative_error(weight, 6, 6, n_iter=0) == pytest.approx(before, rel=1e-9)  # scale-invariant error
+    assert torch.allclose(tucker2_reconstruct(*tucker2(weight, 6, 6, n_iter=0)), 2 * approx, atol=1e-9)
+
+
 @pytest.mark.parametrize(("r1", "r2"), [(0, 3), (3, 0), (25, 3), (3, 17), (-2, 2), (1.0, 2)])
 def test_tucker2_rejects_bad_ranks(weight, r1, r2):
     with pytest.raises(HalocError, match="rank"):

@@ -14,7 +14,10 @@ result is returned in the weight's dtype and device.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 
 import torch
 
@@ -23,6 +26,13 @@ from haloc_hw.errors import HalocError
 log = logging.getLogger(__name__)
 
 DEFAULT_HOOI_ITERATIONS = 2
+
+# The HOSVD bases of recently decomposed weights. The search initialises every rank
+# candidate of a layer from the same weight; the eigendecompositions (the only costly step)
+# are shared instead of recomputed per candidate. Keyed by the weight's bytes.
+_BASIS_CACHE: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_BASIS_CACHE_SIZE = 16
+_BASIS_LOCK = threading.Lock()
 
 
 def _leading_left_vectors(matrix: torch.Tensor, rank: int) -> torch.Tensor:
@@ -35,6 +45,32 @@ def _leading_left_vectors(matrix: torch.Tensor, rank: int) -> torch.Tensor:
     gram = matrix @ matrix.T
     _, vectors = torch.linalg.eigh(gram)  # ascending eigenvalues
     return vectors[:, -rank:].flip(-1).contiguous()
+
+
+def _eigenvectors_descending(matrix: torch.Tensor) -> torch.Tensor:
+    """All left singular vectors of ``matrix``, by decreasing singular value."""
+    _, vectors = torch.linalg.eigh(matrix @ matrix.T)
+    return vectors.flip(-1).contiguous()
+
+
+def _hosvd_bases(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full mode-0 and mode-1 bases of a float64 weight (cached by content)."""
+    digest = hashlib.blake2b(w.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+    key = (tuple(w.shape), str(w.device), digest)
+    with _BASIS_LOCK:
+        if key in _BASIS_CACHE:
+            _BASIS_CACHE.move_to_end(key)
+            return _BASIS_CACHE[key]
+    out_ch, in_ch = w.shape[0], w.shape[1]
+    bases = (
+        _eigenvectors_descending(w.reshape(out_ch, -1)),
+        _eigenvectors_descending(w.transpose(0, 1).reshape(in_ch, -1)),
+    )
+    with _BASIS_LOCK:
+        _BASIS_CACHE[key] = bases
+        while len(_BASIS_CACHE) > _BASIS_CACHE_SIZE:
+            _BASIS_CACHE.popitem(last=False)
+    return bases
 
 
 def check_ranks(weight_shape: tuple[int, ...], r1: int, r2: int) -> tuple[int, int]:
@@ -67,10 +103,8 @@ def tucker2(
     dtype, device = weight.dtype, weight.device
     w = weight.detach().to(torch.float64)
     out_ch, in_ch, kh, kw = w.shape
-    unfold_out = w.reshape(out_ch, -1)  # mode 0: M × (C·kh·kw)
-    unfold_in = w.transpose(0, 1).reshape(in_ch, -1)  # mode 1: C × (M·kh·kw)
-    u_out = _leading_left_vectors(unfold_out, r1)
-    u_in = _leading_left_vectors(unfold_in, r2)
+    basis_out, basis_in = _hosvd_bases(w)  # mode-0 (M × C·kh·kw) and mode-1 (C × M·kh·kw) unfoldings
+    u_out, u_in = basis_out[:, :r1].clone(), basis_in[:, :r2].clone()  # never hand out cache views
     full = r1 == out_ch and r2 == in_ch
     for _ in range(0 if full else n_iter):
         # fit U_out to W projected on U_in, then U_in to W projected on U_out
