@@ -74,13 +74,17 @@ class MapperSettings:
     ``metric``: lexicographic objectives (Timeloop's ``optimization-metrics``).
     ``refine_top``: rows improved by the loop-order / bypass local search.
     ``refine_rounds``: passes of that search over all levels.
+    ``max_evaluations``: phase-1 budget; beyond it a seeded sample is evaluated and the best
+    rows are then hill-climbed by moving one prime factor at a time (``climb_rounds`` passes).
     ``max_rows``, ``max_keep_combos``, ``seed``: see :class:`SpaceLimits`.
     """
 
     metric: tuple[str, ...] = ("delay", "energy")
     refine_top: int = 8
     refine_rounds: int = 2
-    max_rows: int = 400_000
+    max_evaluations: int = 30_000
+    climb_rounds: int = 6
+    max_rows: int = 100_000
     max_keep_combos: int = 16
     seed: int = 0
 
@@ -98,7 +102,7 @@ class MapperSettings:
             key = str(raw_key).replace("_", "-")
             if key in ("optimization-metrics", "metric", "metrics"):
                 kw["metric"] = parse_metric(value)
-            elif key in ("refine-top", "refine-rounds", "max-rows", "max-keep-combos", "seed"):
+            elif key in ("refine-top", "refine-rounds", "max-rows", "max-keep-combos", "seed", "max-evaluations", "climb-rounds"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise HalocError(f"'{raw_key}' must be a non-negative integer", file=file, key=f"mapper.{raw_key}", fix="use a whole number")
                 kw[key.replace("-", "_")] = value
@@ -139,8 +143,9 @@ class _Best:
 
 
 def _score_keys(metric: tuple[str, ...], cycles: np.ndarray, energy: np.ndarray) -> list[np.ndarray]:
+    """Sort keys, most significant first; delay and energy break remaining ties."""
     keys = []
-    for m in metric:
+    for m in metric + tuple(m for m in ("delay", "energy") if m not in metric):
         keys.append(cycles if m == "delay" else energy if m == "energy" else cycles * energy)
     return keys
 
@@ -212,10 +217,82 @@ class Mapper:
         temporal_defaults = self._temporal_defaults(space)
         evaluated = valid_count = 0
 
+        best = _Best()
+        top = max(1, self.settings.refine_top)
+        budget = self.settings.max_evaluations or np.inf
+        if space.keep_enumerated:
+            evaluated, valid_count, sampled = self._factor_search(space, space.keep_combos, objectives, temporal_defaults, budget, best)
+        else:
+            evaluated, valid_count, sampled = self._keep_greedy(space, objectives, temporal_defaults, budget, best)
+        if not best.rows:
+            raise HalocError(
+                f"no valid mapping for layer {_shape_text(shape)}: {space.explain_infeasible()}",
+                file=self.constraints.source or None,
+                key="constraints",
+                fix="relax the constraint named, or use a larger level",
+            )
+
+        # phase 2/3: local search over loop orders and bypass choices of the best rows
+        if space.free_temporal_levels() or not space.keep_enumerated:
+            e2, v2 = self._refine(space, objectives, best, top)
+            evaluated += e2
+            valid_count += v2
+        if sampled:
+            e3, v3 = self._climb(space, objectives, best, top)
+            evaluated += e3
+            valid_count += v3
+
+        spec, row = best.specs[0], best.rows[0]
+        mapping = self._mapping(space, spec, row)
+        evaluation = self.model.evaluate(shape, mapping)
+        seconds = time.perf_counter() - t0
+        log.debug("mapper: %s evaluated %d (%d valid) in %.3f s", _shape_text(shape), evaluated, valid_count, seconds)
+        return MapperResult(mapping, evaluation, evaluated, valid_count, seconds, objectives)
+
+    def _keep_greedy(self, space: MapSpace, objectives: tuple[str, ...], temporal_defaults: list[tuple[str, ...]],
+                     budget: float, best: _Best) -> tuple[int, int, bool]:
+        """Choose free keep sets level by level (innermost first), re-searching factors for each option."""
+        small = max(1000, int(budget // 30)) if np.isfinite(budget) else budget
+        current = list(space.keep_combos[0])
+        evaluated, valid, sampled = self._factor_search(space, [tuple(current)], objectives, temporal_defaults, small, best,
+                                                        max_rows=self.settings.max_rows // 2)
+        for lv in reversed([r.index for r in space.levels if r.keep_free]):
+            choice_best = _Best()
+            choice = current[lv]
+            if best.rows:
+                choice_best.rows, choice_best.specs = best.rows[:1], best.specs[:1]
+                choice_best.cycles, choice_best.energy = best.cycles[:1], best.energy[:1]
+            for opt in space.keep_options(lv):
+                if opt == current[lv]:
+                    continue
+                combo = list(current)
+                combo[lv] = opt
+                local = _Best()
+                e, v, smp = self._factor_search(space, [tuple(combo)], objectives, temporal_defaults, small, local,
+                                                max_rows=self.settings.max_rows // 2)
+                evaluated, valid, sampled = evaluated + e, valid + v, sampled or smp
+                if not local.rows:
+                    continue
+                self._merge(best, objectives, max(1, self.settings.refine_top), local.specs, np.stack(local.rows),
+                            np.asarray(local.cycles), np.asarray(local.energy))
+                before = (choice_best.cycles[:1], choice_best.energy[:1])
+                self._merge(choice_best, objectives, 1, local.specs[:1], np.stack(local.rows[:1]),
+                            np.asarray(local.cycles[:1]), np.asarray(local.energy[:1]))
+                if (choice_best.cycles[:1], choice_best.energy[:1]) != before:
+                    choice = opt
+            current[lv] = choice
+        return evaluated, valid, sampled
+
+    def _factor_search(self, space: MapSpace, keeps: list[tuple[frozenset[str], ...]], objectives: tuple[str, ...],
+                       temporal_defaults: list[tuple[str, ...]], budget: float, best: _Best,
+                       max_rows: int | None = None) -> tuple[int, int, bool]:
+        """Phase 1 over the given keep combinations; returns (evaluated, valid, sampled)."""
+        shape = space.shape
+        evaluated = valid_count = 0
         # candidate groups: (spec, rows)
         groups: list[tuple[StructureSpec, np.ndarray, np.ndarray]] = []  # spec, rows, mac cycles
-        for keep in space.keep_combos:
-            rows = space.rows(keep)
+        for keep in keeps:
+            rows = space.rows(keep, max_rows)
             if rows.shape[0] == 0:
                 continue
             side = space.side_key(rows)
@@ -225,24 +302,20 @@ class Mapper:
                     spec = space.structure(keep, sub[0], temporal)
                     groups.append((spec, sub, space.compute_cycles(sub)))
         if not groups:
-            raise HalocError(
-                f"no valid mapping for layer {_shape_text(shape)}: {space.explain_infeasible()}",
-                file=self.constraints.source or None,
-                key="constraints",
-                fix="relax the constraint named, or use a larger level",
-            )
+            return 0, 0, False
 
-        best = _Best()
         top = max(1, self.settings.refine_top)
         delay_first = objectives[0] == "delay"
         mac_energy = shape.macs * self.energy.compute
+        rng = np.random.default_rng(self.settings.seed)
+        sampled = False
         pending = [(spec, rows, cc, np.ones(rows.shape[0], dtype=bool)) for spec, rows, cc in groups]
-        while True:
+        while evaluated < budget:
             # next threshold: the smallest MAC-cycle count among rows not evaluated yet
             remaining = [cc[m] for _, _, cc, m in pending if m.any()]
             if not remaining:
                 break
-            lowest = min(float(r.min()) for r in remaining)
+            lowest = float(min(r.min() for r in remaining))
             if best.cycles:
                 bc, be = best.cycles[0], best.energy[0]
                 if delay_first and lowest > bc:
@@ -255,8 +328,21 @@ class Mapper:
                 limit = lowest
             else:
                 limit = np.inf
-            for spec, rows, cc, mask in pending:
-                sel = mask & (cc <= limit)
+            picks = [mask & (cc <= limit) for _, _, cc, mask in pending]
+            total = sum(int(p.sum()) for p in picks)
+            room = budget - evaluated
+            if total > room:
+                # too many: a seeded uniform sample of this round (phase 3 climbs from the best)
+                sampled = True
+                frac = room / total
+                for k, pk in enumerate(picks):
+                    idx = np.flatnonzero(pk)
+                    take = int(np.ceil(idx.size * frac))
+                    keep_idx = np.sort(rng.choice(idx, size=min(take, idx.size), replace=False)) if idx.size else idx
+                    pending[k][3][idx] = False  # the rest of the round is dropped
+                    picks[k] = np.zeros_like(pk)
+                    picks[k][keep_idx] = True
+            for (spec, rows, cc, mask), sel in zip(pending, picks):
                 if not sel.any():
                     continue
                 mask &= ~sel
@@ -267,25 +353,10 @@ class Mapper:
                 self._merge(best, objectives, top, [spec] * int(ok.sum()), r[ok], cyc[ok], en[ok])
             if not delay_first and objectives[0] != "edp":
                 break
-        if not best.rows:
-            raise HalocError(
-                f"no valid mapping for layer {_shape_text(shape)}: every candidate failed the model's checks "
-                f"({space.explain_infeasible()})",
-                file=self.constraints.source or None, key="constraints", fix="relax the constraints",
-            )
-
-        # phase 2/3: local search over loop orders and bypass choices of the best rows
-        if space.free_temporal_levels() or not space.keep_enumerated:
-            e2, v2 = self._refine(space, objectives, best, top)
-            evaluated += e2
-            valid_count += v2
-
-        spec, row = best.specs[0], best.rows[0]
-        mapping = self._mapping(space, spec, row)
-        evaluation = self.model.evaluate(shape, mapping)
-        seconds = time.perf_counter() - t0
-        log.debug("mapper: %s evaluated %d (%d valid) in %.3f s", _shape_text(shape), evaluated, valid_count, seconds)
-        return MapperResult(mapping, evaluation, evaluated, valid_count, seconds, objectives)
+        if any(m.any() for _, _, _, m in pending) and not (delay_first and best.cycles and
+                                                          min(float(cc[m].min()) for _, _, cc, m in pending if m.any()) > best.cycles[0]):
+            sampled = True
+        return evaluated, valid_count, sampled
 
     def _temporal_defaults(self, space: MapSpace) -> list[tuple[str, ...]]:
         n = space.n_levels
@@ -319,6 +390,32 @@ class Mapper:
         best.rows, best.specs = new_rows, new_specs
         best.cycles = [float(all_c[k]) for k in order]
         best.energy = [float(all_e[k]) for k in order]
+
+    def _climb(self, space: MapSpace, objectives: tuple[str, ...], best: _Best, top: int) -> tuple[int, int]:
+        """Hill-climb the best rows by one-prime-factor moves (after a sampled phase 1)."""
+        evaluated = valid = 0
+        for _ in range(max(0, self.settings.climb_rounds)):
+            before = (best.cycles[0], best.energy[0])
+            trials: dict[StructureSpec, list[np.ndarray]] = {}
+            for spec, row in zip(list(best.specs), list(best.rows)):
+                nb = space.neighbours(row, spec.keep)
+                if nb.shape[0] == 0:
+                    continue
+                side = space.side_key(nb)
+                for sk in np.unique(side):
+                    sub = nb[side == sk]
+                    st = space.structure(spec.keep, sub[0], spec.temporal)
+                    trials.setdefault(st, []).extend(list(sub))
+            for spec, rows in trials.items():
+                r = np.unique(np.stack(rows), axis=0)
+                cyc, en, ok = self._evaluate(space, spec, r)
+                evaluated += r.shape[0]
+                valid += int(ok.sum())
+                self._merge(best, objectives, top, [spec] * int(ok.sum()), r[ok], cyc[ok], en[ok])
+                best.rows, best.specs, best.cycles, best.energy = _dedupe(best)
+            if (best.cycles[0], best.energy[0]) == before:
+                break
+        return evaluated, valid
 
     def _refine(self, space: MapSpace, objectives: tuple[str, ...], best: _Best, top: int) -> tuple[int, int]:
         """Coordinate descent over free loop orders and keep sets of the ``top`` best rows."""

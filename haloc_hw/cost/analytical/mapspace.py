@@ -19,8 +19,10 @@ searches. This module turns ``(arch, constraints, shape)`` into:
   model evaluates in batches.
 
 Pruning of very large spaces (documented on :class:`SpaceLimits`): when a partial join
-exceeds ``max_rows`` rows, rows with the largest spatial product are kept first and the
-rest is sampled with a fixed seed, so the same inputs always give the same rows. Such a
+exceeds ``max_rows`` rows, half of the kept rows are those with the largest spatial
+product so far and half are sampled with a fixed seed (the same inputs always give the same
+rows). The spatial product of a partial row is a myopic guide, so such cuts can miss the
+optimum, in delay as well as energy. Such a
 cut can miss the optimum; it never happens on the row-stationary constraints shipped
 with the project, whose spaces are small enough to enumerate exhaustively.
 
@@ -61,14 +63,14 @@ class SpaceLimits:
     """Knobs bounding the enumeration.
 
     ``max_rows``: largest number of partial rows kept during the join; beyond it rows are
-    kept by spatial product (largest first) and the remainder is sampled with ``seed``.
+    kept half by spatial product (largest first), half by a ``seed``-ed sample.
     ``max_keep_combos``: free keep/bypass choices are enumerated jointly when there are at
     most this many combinations; otherwise every free data space starts kept and the mapper
     explores bypass level by level (it can then miss optima needing several bypass changes
     at once).
     """
 
-    max_rows: int = 400_000
+    max_rows: int = 100_000
     max_keep_combos: int = 16
     seed: int = 0
 
@@ -457,6 +459,43 @@ class MapSpace:
             ok &= used <= rule.capacity
         return ok
 
+    def neighbours(self, row: np.ndarray, keep: tuple[frozenset[str], ...]) -> np.ndarray:
+        """Feasible rows one prime-factor move away from ``row``.
+
+        A move takes one prime factor of a dimension from one free column and multiplies it
+        into another free column of the same dimension (so the bounds still hold). Used to
+        improve rows when the space was too large to evaluate in full.
+        """
+        out: list[np.ndarray] = []
+        for d in self.dims:
+            free = self._free[d]
+            for a in free:
+                va = int(row[a])
+                if va == 1:
+                    continue
+                for p in _primes(va):
+                    for b in free:
+                        if b == a:
+                            continue
+                        cap = self._caps.get(b)
+                        if cap is not None and row[b] * p > cap:
+                            continue
+                        new = row.copy()
+                        new[a] //= p
+                        new[b] *= p
+                        if new[a] < self._mins.get(a, 1):
+                            continue
+                        cb = self.columns[b]
+                        if cb.kind != "T":
+                            other = self.col_index.get(Column(cb.level, "Y" if cb.kind == "X" else "X", d))
+                            if other is not None and new[other] > 1:
+                                continue
+                        out.append(new)
+        if not out:
+            return np.zeros((0, row.shape[0]), dtype=np.int64)
+        rows = np.unique(np.stack(out), axis=0)
+        return rows[self._feasible(rows, keep) & self._split_ok(rows)]
+
     def spatial_product(self, rows: np.ndarray) -> np.ndarray:
         cols = [j for j, c in enumerate(self.columns) if c.kind != "T"]
         if not cols:
@@ -486,13 +525,16 @@ class MapSpace:
         ext = np.flip(np.cumprod(np.flip(per, axis=1), axis=1), axis=1)
         return ext, xf, yf
 
-    def rows(self, keep: tuple[frozenset[str], ...]) -> np.ndarray:
+    def rows(self, keep: tuple[frozenset[str], ...], max_rows: int | None = None) -> np.ndarray:
         """All feasible factor rows for one keep combination (see the module docstring).
+
+        ``max_rows`` overrides the limit of :class:`SpaceLimits` (for quick exploratory joins).
 
         The join keeps, per partial row, running per-level products (tile-size factors,
         sliding-window extents, X/Y fan-out use), so each step only multiplies small arrays.
         """
         nl = self.n_levels
+        limit = max_rows or self.limits.max_rows
         options = {d: self.dim_options(d) for d in self.dims}
         order = sorted(self.dims, key=lambda d: (len(options[d]), self.dims.index(d)))
         for d in order:
@@ -510,8 +552,8 @@ class MapSpace:
             opts = options[d]
             e, xf, yf = self._dim_tables(d, opts)
             n, m = idx.shape[0], opts.shape[0]
-            if n * m > 4 * self.limits.max_rows:
-                sel = self._reduce_idx(st["X"] * st["Y"], max(1, (4 * self.limits.max_rows) // m))
+            if n * m > 2 * limit:
+                sel = self._reduce_idx(st["X"] * st["Y"], max(1, (2 * limit) // m))
                 idx = idx[sel]
                 st = {k: v[sel] for k, v in st.items()}
                 ext = {k: v[sel] for k, v in ext.items()}
@@ -542,8 +584,8 @@ class MapSpace:
             ext = {k: v[ok] for k, v in new_ext.items()}
             if idx.shape[0] == 0:
                 return np.zeros((0, len(self.columns)), dtype=np.int64)
-            if idx.shape[0] > self.limits.max_rows:
-                sel = self._reduce_idx(st["X"] * st["Y"], self.limits.max_rows)
+            if idx.shape[0] > limit:
+                sel = self._reduce_idx(st["X"] * st["Y"], limit)
                 idx = idx[sel]
                 st = {k: v[sel] for k, v in st.items()}
                 ext = {k: v[sel] for k, v in ext.items()}
@@ -556,7 +598,7 @@ class MapSpace:
         return rows
 
     def _reduce_idx(self, spatial_use: np.ndarray, limit: int) -> np.ndarray:
-        """Indices of ``limit`` partial rows: largest spatial use first, the rest sampled with the seed."""
+        """Indices of ``limit`` partial rows: half by largest spatial use, half sampled with the seed."""
         n = spatial_use.shape[0]
         if n <= limit:
             return np.arange(n)
@@ -726,6 +768,20 @@ class MapSpace:
             if self.dim_options(d).shape[0] == 0:
                 return f"no factorization of {d}={self.bounds[d]} fits the free slots (factor caps, fan-out limits)"
         return "no combination of factors satisfies every capacity and fan-out limit at once"
+
+
+def _primes(n: int) -> list[int]:
+    """Distinct prime factors of ``n``."""
+    out, p = [], 2
+    while p * p <= n:
+        if n % p == 0:
+            out.append(p)
+            while n % p == 0:
+                n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
 
 
 def _halo_rank(dim: str) -> int:
