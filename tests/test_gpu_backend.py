@@ -203,3 +203,31 @@ def test_real_gpu_measures_bf16_conv_and_triple() -> None:
         assert cost.latency_s > 0 and cost.breakdown["timer"] == "cuda_events"
     fp = model.fingerprint()
     assert fp["cuda"] and fp["cudnn"] and fp["device_name"]
+
+
+def test_tables_command_builds_a_cpu_measured_table(tmp_path, capsys) -> None:
+    from haloc_hw.cli import main
+    from haloc_hw.cost.table import CostTable
+
+    out = tmp_path / "r20"
+    args = ["tables", "--backend", "gpu", "--device", "cpu", "--dtype", "fp32", "--model", "resnet20",
+            "--input-size", "3,16,16", "--step", "16", "--batch", "2", "--warmup", "0", "--repeats", "2",
+            "--threads", "1", "--jobs", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "per-layer latency_s" in capsys.readouterr().out
+    table = CostTable.open(out / "r20.sqlite")
+    assert table.complete and table.metadata["backend"] == "gpu" and table.metadata["fused"] is True
+    assert table.metadata["key_fields"]["dtype"] == "fp32" and table.metadata["key_fields"]["batch"] == 2
+    rows = table.rows()
+    assert {r["role"] for r in rows} == {"original", "in", "core", "out", "fused"}
+    for row in rows:
+        assert row["latency_s"] is not None and math.isfinite(row["latency_s"]) and row["latency_s"] > 0, row
+        assert row["cycles"] is None and row["energy_pJ"] is None
+    assert table.candidates("layer3.0.conv2") == [(16, 16), (32, 32), (48, 48)]
+    assert table.candidates("layer2.1.conv1") == [(16, 16)]
+    # a fused backend: a candidate costs its fused measurement, not the sum of its parts
+    fused = table.entry("layer3.0.conv2", "fused", 32, 32).latency_s
+    assert table.cost("layer3.0.conv2", 32, 32, "latency_s") == fused
+    entry = table.entry("layer3.0.conv2", "original")
+    assert entry.breakdown["batch"] == 2 and entry.breakdown["repeats"] == 2
+    assert (out / "r20.csv").read_text().startswith("layer,role")

@@ -149,8 +149,7 @@ def plot_rank_costs(
             for (r1, r2), value in cells.items():
                 data[r1s.index(r1), r2s.index(r2)] = value * scale
             masked = np.ma.masked_invalid(data)
-            cmap = matplotlib.colormaps["viridis"].copy()
-            cmap.set_bad("#dddddd")
+            cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
             image = ax.imshow(masked, origin="lower", cmap=cmap, aspect="auto")
             bar = fig.colorbar(image, ax=ax)
             bar.set_label(label)
