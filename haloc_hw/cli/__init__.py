@@ -20,6 +20,8 @@ from haloc_hw.errors import HalocError
 COMMAND_MODULES: tuple[str, ...] = (
     "workloads",
     "train",
+    "bench",
+    "report",
     "tables",
 )
 
