@@ -37,7 +37,6 @@ def register(subparsers: Any) -> None:
         "tables",
         help="build per-candidate cost tables (or --compare two)",
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", help="model name (resnet20, vgg16, resnet18, mobilenet_v2)")
     p.add_argument("--dataset", default=None, help="dataset deciding input size and classes (default: imagenet for resnet18/mobilenet_v2, else cifar10)")

@@ -102,11 +102,33 @@ def create_backend(name: str, args: argparse.Namespace, ctx: BackendContext) -> 
     return spec.factory(args, ctx)
 
 
+class _SharedOptionsGroup:
+    """An argument group that skips options the parser already has.
+
+    Several sub-commands (tables, search, ...) and several backends may define the same
+    option (``--device``, ``--batch``); the first definition wins and is shared, instead of
+    argparse refusing to build the parser.
+    """
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> Any:
+        try:
+            return self._group.add_argument(*flags, **kwargs)
+        except argparse.ArgumentError:
+            log.debug("option %s already defined; sharing it", "/".join(flags))
+            return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._group, name)
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every backend's own options to ``parser`` (each in its own argument group)."""
     for spec in available_backends().values():
         if spec.add_arguments is not None:
-            spec.add_arguments(parser.add_argument_group(f"{spec.name} backend"))
+            spec.add_arguments(_SharedOptionsGroup(parser.add_argument_group(f"{spec.name} backend")))
 
 
 # ---------------------------------------------------------------------------------------

@@ -248,11 +248,14 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     """Open ``path`` as a cost table, creating the schema when ``create``; reject foreign files."""
     if not create and not path.is_file():
         raise HalocError("cost table not found", file=path, fix="build it with 'haloc-hw tables ... --out DIR'")
-    try:
-        uri = f"file:{path.resolve()}?mode={'rwc' if create else 'rw'}"
-        conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-    except sqlite3.Error as err:
-        raise _bad_file(path, str(err)) from None
+    modes = ["rwc"] if create else ["rw", "ro"]  # a table on read-only storage can still be queried
+    for mode in modes:
+        try:
+            conn = sqlite3.connect(f"file:{path.resolve()}?mode={mode}", uri=True, timeout=30.0, isolation_level=None)
+            break
+        except sqlite3.Error as err:
+            if mode == modes[-1]:
+                raise _bad_file(path, str(err)) from None
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -380,6 +383,11 @@ class CostTable:
         finally:
             conn.close()
         return cls(path, layers, slots, entries, backends, metadata)
+
+    @classmethod
+    def build(cls, layers: Sequence[LayerInfo], backend: CostModel, out_path: str | Path, **kwargs: Any) -> "CostTable":
+        """Same as :func:`build_table`."""
+        return build_table(layers, backend, out_path, **kwargs)
 
     # -- queries -------------------------------------------------------------------------
 
