@@ -342,3 +342,18 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc = _main(["tables", "--model", "resnet20", "--arch", "arch/eyeriss.yaml", "--backend", "fake", "--jobs", "2",
                 "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1", "--out", str(tmp_path / "o")])  # fmt: skip
     assert rc == 2 and "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_backend_registry_errors_and_shared_options() -> None:
+    import argparse
+
+    from haloc_hw.cost.backends import add_backend_arguments, available_backends, get_backend_spec
+
+    assert {"analytical", "timeloop"} <= set(available_backends())
+    with pytest.raises(HalocError, match=r"unknown backend 'nope'.*analytical"):
+        get_backend_spec("nope")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--timeloop-bin", default="host")  # the host command already defines it
+    add_backend_arguments(parser)  # no argparse conflict
+    args = parser.parse_args(["--timeloop-threads", "2"])
+    assert args.timeloop_bin == "host" and args.timeloop_threads == 2
