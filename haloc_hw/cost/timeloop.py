@@ -310,7 +310,7 @@ class TimeloopCostModel:
         tmp.mkdir(parents=True)
         try:
             stats, seconds = self._run_job(shape, tmp)
-        except HalocError:
+        except BaseException:  # keep whatever the run left for diagnosis, never as a result
             failed = self.jobs_dir / "failed" / key
             shutil.rmtree(failed, ignore_errors=True)
             failed.parent.mkdir(parents=True, exist_ok=True)
