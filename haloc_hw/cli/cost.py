@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_model.add_argument("--out", type=Path, metavar="DIR", help="write stats.txt (and stats.json) here")
     p_model.set_defaults(func=run_model)
 
-    p_map = sub.add_parser("map", help="find the best mapping: FILES = arch, problem, constraints[, mapper settings][, ERT]")
+    p_map = sub.add_parser(
+        "map",
+        help="find the best mapping: FILES = arch, problem[, constraints][, mapper settings][, ERT] "
+        "(no constraints file: mappings/row_stationary.yaml)",
+    )
     p_map.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p_map.add_argument("--metric", default=None, help="delay,energy (default, lexicographic) | energy | edp | delay")
     p_map.add_argument("--json", action="store_true", help="print one JSON object")
@@ -166,9 +170,16 @@ def run_map(args: argparse.Namespace) -> int:
     from haloc_hw.fileio import write_json_atomic, write_text_atomic, write_yaml_atomic
     from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml
 
+    from haloc_hw.cost.analytical.backend import default_constraints_path
+
     roles = classify(args.files)
-    arch, shape, energy, _ = _load_common(roles)
-    constraints = load_constraints(roles.get("constraints", []), arch)
+    arch, shape, energy, arch_path = _load_common(roles)
+    cons_files = list(roles.get("constraints", []))
+    if not cons_files and not getattr(arch, "node_constraints", ()):
+        shipped = default_constraints_path(arch_path)
+        if shipped is not None:
+            cons_files = [shipped]  # the shipped row-stationary constraints, as the backend uses
+    constraints = load_constraints(cons_files, arch)
     settings = MapperSettings.from_file(_one(roles, "mapper", "mapper settings")) if roles.get("mapper") else MapperSettings()
     result = Mapper(arch, constraints, energy, settings).search(shape, args.metric)
     doc = evaluation_json(result.evaluation)
@@ -187,7 +198,8 @@ def run_map(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, default=_jsonable))
     else:
         print(_summary(doc))
-        print(f"searched {result.evaluated} mappings ({result.valid} valid) in {result.seconds:.2f} s")
+        print(f"searched {result.evaluated} mappings ({result.valid} valid) in {result.seconds:.2f} s; "
+              f"constraints: {constraints.source or 'none'}")
     return 0
 
 
