@@ -64,6 +64,21 @@ def _guarded(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str | None]:
         return None, _describe(err)
 
 
+_WORKER_FN: Callable[[Any], Any] | None = None
+
+
+def _init_worker(fn: Callable[[Any], Any]) -> None:
+    """Pool initializer: unpickle the job function (and the backend inside it) once per worker,
+    so per-worker caches (a mapper's map-space tables) stay warm across jobs."""
+    global _WORKER_FN
+    _WORKER_FN = fn
+
+
+def _guarded_worker(item: Any) -> tuple[Any, str | None]:
+    assert _WORKER_FN is not None, "worker started without a job function"
+    return _guarded(_WORKER_FN, item)
+
+
 class Executor(Protocol):
     """Runs ``fn`` over ``items`` and yields results as they finish."""
 
@@ -97,10 +112,11 @@ class SerialExecutor:
 
 
 class LocalExecutor:
-    """A local process pool with ``jobs`` workers.
+    """A local process pool with ``jobs`` workers, started for each :meth:`run`.
 
-    At most ``2 * jobs`` jobs are in flight at once, so a kill loses little work and the
-    parent never pickles thousands of jobs up front.
+    The job function is sent once per worker (pool initializer), not once per job. At most
+    ``2 * jobs`` jobs are in flight at once, so a kill loses little work and the parent
+    never pickles thousands of jobs up front.
     """
 
     name = "local"
@@ -111,23 +127,24 @@ class LocalExecutor:
         self.workers = jobs
         self._pool: ProcessPoolExecutor | None = None
 
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context(method))
-        return self._pool
-
     def run(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[JobResult]:
         if not items:
             return
-        pool = self._ensure_pool()
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(items)),
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(fn,),
+        )
+        self._pool = pool
         pending: dict[Future, int] = {}
         next_index = 0
         limit = 2 * self.workers
         try:
             while next_index < len(items) or pending:
                 while next_index < len(items) and len(pending) < limit:
-                    pending[pool.submit(_guarded, fn, items[next_index])] = next_index
+                    pending[pool.submit(_guarded_worker, items[next_index])] = next_index
                     next_index += 1
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=pending.__getitem__):
@@ -140,6 +157,8 @@ class LocalExecutor:
         finally:
             for future in pending:
                 future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -192,7 +211,9 @@ class DaskExecutor:
         if not items:
             return
         with self.client.as_current():
-            futures = [self.client.submit(_guarded, fn, item, pure=False) for item in items]
+            # ship the job function (and the backend in it) once per worker, not once per job
+            [fn_remote] = self.client.scatter([fn], broadcast=True, hash=False)
+            futures = [self.client.submit(_guarded, fn_remote, item, pure=False) for item in items]
             index_of = {f.key: i for i, f in enumerate(futures)}
             try:
                 for future in as_completed(futures):
