@@ -64,6 +64,10 @@ class SpaceLimits:
 
     ``max_rows``: largest number of partial rows kept during the join; beyond it rows are
     kept half by spatial product (largest first), half by a ``seed``-ed sample.
+    ``max_spatial``: when the full product of per-dimension options exceeds ``4 * max_rows``,
+    spatial factors are chosen first: only the ``max_spatial`` most parallel spatial
+    assignments are kept, each joined with its temporal factors. Less parallel mappings
+    (which may save energy) are then never seen.
     ``max_keep_combos``: free keep/bypass choices are enumerated jointly when there are at
     most this many combinations; otherwise every free data space starts kept and the mapper
     explores bypass level by level (it can then miss optima needing several bypass changes
@@ -73,6 +77,7 @@ class SpaceLimits:
     max_rows: int = 100_000
     max_keep_combos: int = 16
     seed: int = 0
+    max_spatial: int = 24
 
 
 @dataclass(frozen=True)
@@ -533,9 +538,74 @@ class MapSpace:
         The join keeps, per partial row, running per-level products (tile-size factors,
         sliding-window extents, X/Y fan-out use), so each step only multiplies small arrays.
         """
-        nl = self.n_levels
         limit = max_rows or self.limits.max_rows
         options = {d: self.dim_options(d) for d in self.dims}
+        if any(options[d].shape[0] == 0 for d in self.dims):
+            return np.zeros((0, len(self.columns)), dtype=np.int64)
+        if math.prod(options[d].shape[0] for d in self.dims) <= 4 * limit:
+            return self._join(keep, options, limit)
+        # Large space: choose the spatial part first (most parallel first), then the temporal
+        # factors under each spatial choice, with a share of the row budget each.
+        combos = self._spatial_combos(options)
+        if not combos:
+            return self._join(keep, options, limit)
+        share = max(1000, limit // len(combos))
+        parts = [self._join(keep, restricted, share) for restricted in combos]
+        parts = [p for p in parts if p.shape[0]]
+        if not parts:
+            return np.zeros((0, len(self.columns)), dtype=np.int64)
+        return np.concatenate(parts, axis=0)
+
+    def _spatial_combos(self, options: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Option tables restricted to one spatial assignment each, for the ``max_spatial`` most parallel ones."""
+        nl = self.n_levels
+        fx = np.array([r.fanout[0] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        fy = np.array([r.fanout[1] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        projs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for d in self.dims:
+            free = self._free[d]
+            spos = [k for k, j in enumerate(free) if self.columns[j].kind != "T"]
+            if not spos:
+                continue
+            uniq, inv = np.unique(options[d][:, spos], axis=0, return_inverse=True)
+            projs[d] = (uniq, inv.reshape(-1))
+        if not projs:
+            return []
+        idx = np.zeros((1, 0), dtype=np.int64)
+        xs = np.ones((1, nl), dtype=np.int64)
+        ys = np.ones((1, nl), dtype=np.int64)
+        dims = list(projs)
+        for d in dims:
+            uniq = projs[d][0]
+            free = self._free[d]
+            spos = [j for j in free if self.columns[j].kind != "T"]
+            xf = np.ones((uniq.shape[0], nl), dtype=np.int64)
+            yf = np.ones((uniq.shape[0], nl), dtype=np.int64)
+            for k, j in enumerate(spos):
+                c = self.columns[j]
+                (xf if c.kind == "X" else yf)[:, c.level] *= uniq[:, k]
+            n, m = idx.shape[0], uniq.shape[0]
+            nx = np.repeat(xs, m, axis=0) * np.tile(xf, (n, 1))
+            ny = np.repeat(ys, m, axis=0) * np.tile(yf, (n, 1))
+            ok = ((nx <= fx) & (ny <= fy)).all(axis=1)
+            idx = np.concatenate([np.repeat(idx, m, axis=0), np.tile(np.arange(m)[:, None], (n, 1))], axis=1)[ok]
+            xs, ys = nx[ok], ny[ok]
+            if idx.shape[0] > 200_000:  # keep the most parallel partial assignments
+                keep_i = np.argsort(-(xs * ys).prod(axis=1), kind="stable")[:200_000]
+                idx, xs, ys = idx[keep_i], xs[keep_i], ys[keep_i]
+        prod = (xs * ys).prod(axis=1)
+        order = np.argsort(-prod, kind="stable")[: self.limits.max_spatial]
+        out = []
+        for i in order:
+            restricted = dict(options)
+            for k, d in enumerate(dims):
+                restricted[d] = options[d][projs[d][1] == idx[i, k]]
+            out.append(restricted)
+        return out
+
+    def _join(self, keep: tuple[frozenset[str], ...], options: dict[str, np.ndarray], limit: int) -> np.ndarray:
+        """Join the dimensions' option tables with fan-out and capacity pruning (see :meth:`rows`)."""
+        nl = self.n_levels
         order = sorted(self.dims, key=lambda d: (len(options[d]), self.dims.index(d)))
         for d in order:
             if options[d].shape[0] == 0:
