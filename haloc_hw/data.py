@@ -124,9 +124,21 @@ class BatchTransform:
             x = x * self.scale
         if gen is not None and self.augments:
             x = _augment(x, gen, self.crop_padding, self.flip)
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean, std = _stats_on(self.mean, self.std, x.device)
         return (x - mean) / std
+
+
+_STATS_CACHE: dict[tuple[tuple[float, ...], tuple[float, ...], torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _stats_on(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean/std as (1, C, 1, 1) tensors on ``device``, built once: a per-batch host-to-device copy
+    from pageable memory would stall the CPU until the GPU catches up, every batch."""
+    key = (mean, std, device)
+    if key not in _STATS_CACHE:
+        _STATS_CACHE[key] = (torch.tensor(mean, device=device).view(1, -1, 1, 1),
+                             torch.tensor(std, device=device).view(1, -1, 1, 1))
+    return _STATS_CACHE[key]
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:

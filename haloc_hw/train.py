@@ -39,6 +39,7 @@ from haloc_hw.fileio import atomic_path, write_json_atomic
 log = logging.getLogger(__name__)
 
 SCHEDULES: tuple[str, ...] = ("step", "cosine", "constant")
+COMPILE_MODES: tuple[str | None, ...] = (None, "default", "reduce-overhead", "max-autotune")
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
 _CHECKPOINT_FORMAT = "haloc-hw-checkpoint"
@@ -66,6 +67,8 @@ class TrainConfig:
     device: str | None = None  # None: the data bundle's device
     eval_every: int = 1  # evaluate on the test split every N epochs (and always after the last)
     nan_check_every: int = 50  # steps between (syncing) finiteness checks of the running loss
+    compile: str | None = None  # CUDA only: torch.compile mode for the training forward ("default",
+    # "reduce-overhead" = CUDA graphs, "max-autotune"); small CIFAR-style nets are launch-bound
 
     @classmethod
     def for_fine_tune(cls, **overrides: Any) -> "TrainConfig":
@@ -88,6 +91,7 @@ class TrainConfig:
             (0 < self.gamma <= 1, "gamma", "use 0 < gamma <= 1"),
             (self.eval_every >= 1, "eval_every", "use eval_every >= 1"),
             (not (self.nesterov and self.momentum == 0), "nesterov", "Nesterov needs momentum > 0"),
+            (self.compile in COMPILE_MODES, "compile", f"use one of {COMPILE_MODES}"),
         ]
         for ok, key, fix in checks:
             if not ok:
@@ -136,9 +140,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -272,7 +276,7 @@ def train(
     start_epoch = 0
 
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = load_checkpoint(ckpt_path)  # on the CPU: RNG states must stay there; weights are copied
         changed = {k: (v, getattr(cfg, k, None)) for k, v in state["config"].items()
                    if k not in _RESUME_FREE and getattr(cfg, k, None) != v}
         if changed:
@@ -297,6 +301,8 @@ def train(
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     use_amp = cfg.amp and device.type == "cuda"
+    # Compiled forward for training only; the state dict and evaluation use the plain module.
+    forward = torch.compile(model, mode=cfg.compile) if cfg.compile and device.type == "cuda" else model
     last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
     t_start = time.perf_counter()
     epochs_bar = tqdm(range(start_epoch, cfg.epochs), total=cfg.epochs, initial=start_epoch, desc="train",
@@ -307,7 +313,7 @@ def train(
             data.train.set_epoch(epoch)
         lr = float(opt.param_groups[0]["lr"])
         model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float32)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         n = 0
         batches = tqdm(data.train, total=len(data.train), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -316,7 +322,7 @@ def train(
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             with _autocast(device, use_amp):
-                logits = model(x)
+                logits = forward(x)
             loss = criterion(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -324,7 +330,7 @@ def train(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             bs = int(y.shape[0])
-            loss_sum += loss.detach().double() * bs
+            loss_sum.add_(loss.detach(), alpha=bs)
             correct += (logits.detach().argmax(1) == y).sum()
             n += bs
             if (step + 1) % cfg.nan_check_every == 0 and not torch.isfinite(loss_sum):

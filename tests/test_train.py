@@ -295,3 +295,17 @@ def _resnet20_macs(c: int, hw: int) -> int:
                 macs += out * out * width * ch  # 1x1 projection shortcut (if the model uses one)
             size, ch = out, width
     return macs + 64 * 10
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_training_on_gpu_and_resume(tmp_path):
+    data = build_data("synthetic", batch_size=32, subset=256, input_size=(1, 6, 6), num_classes=4, device="cuda",
+                      val_fraction=0.0)
+    cfg = _cfg(epochs=3, lr=0.05, gamma=0.8)
+    model = _model()
+    res = train(model, data, cfg, out_dir=tmp_path, progress=False)
+    assert next(model.parameters()).is_cuda and next(model.parameters()).dtype == torch.float32
+    assert res.history[-1]["loss"] < res.history[0]["loss"] and res.final_top1 > 40.0
+    more = train(_model(), data, _cfg(epochs=4, lr=0.05, gamma=0.8), out_dir=tmp_path, resume=True, progress=False)
+    assert more.start_epoch == 3 and [r["epoch"] for r in more.history] == [1, 2, 3, 4]

@@ -31,12 +31,13 @@ def _add_data_args(p: argparse.ArgumentParser, batch_default: int) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from haloc_hw.train import SCHEDULES, TrainConfig
+    from haloc_hw.train import COMPILE_MODES, SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser("train", help="train a model from scratch (the baseline to compress)",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model name, e.g. resnet20, vgg16, resnet18, mobilenetv2")
+                              description="Train a model from scratch with the paper's recipe; writes config.yaml, "
+                              "checkpoint.pt, history.json, model.pt, model.onnx and metrics.json into --out.")
+    p.add_argument("--model", required=True, help="model name, e.g. resnet20, vgg16, resnet18, mobilenet_v2")
     _add_data_args(p, d.batch_size)
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
@@ -51,13 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA instead of bf16 autocast")
     p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    p.add_argument("--compile", choices=[m for m in COMPILE_MODES if m], default=None,
+                   help="CUDA: torch.compile the training forward (reduce-overhead = CUDA graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run directory")
     p.set_defaults(func=run_train)
 
-    e = subparsers.add_parser("evaluate", help="test top-1 of a saved model (model.pt of a run directory)")
+    e = subparsers.add_parser("evaluate", help="test top-1 of a saved model (model.pt of a run directory)",
+                              description="Rebuild a saved model (no search code) and report its test top-1, "
+                              "MACs and parameters on a dataset.")
     e.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory (or its model.pt)")
     _add_data_args(e, _DEFAULT_EVAL_BATCH)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -82,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, step_size=args.step_size, gamma=args.gamma,
-        amp=not args.no_amp, seed=args.seed,
+        amp=not args.no_amp, seed=args.seed, compile=args.compile,
     )
     cfg.validate()
     data = build_data(
