@@ -80,8 +80,10 @@ def register() -> None:
 
     def add_arguments(parser: Any) -> None:
         parser.add_argument("--fake-delay", type=float, default=0.0, help="seconds per fake evaluation")
+        parser.add_argument("--fake-fail-m", type=int, nargs="*", default=(), help="fail shapes with these M")
 
     def factory(args: Any, ctx: Any) -> FakeBackend:
-        return FakeBackend(delay_s=getattr(args, "fake_delay", 0.0), tag=Path(ctx.arch_path).name if ctx.arch_path else "a")
+        return FakeBackend(delay_s=getattr(args, "fake_delay", 0.0), tag=Path(ctx.arch_path).name if ctx.arch_path else "a",
+                           fail_when=tuple(getattr(args, "fake_fail_m", ()) or ()))  # fmt: skip
 
     register_backend(BackendSpec("fake", "deterministic fake costs (tests)", factory, add_arguments), replace=True)

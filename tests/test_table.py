@@ -161,7 +161,15 @@ def test_non_strict_build_drops_failed_candidates(tmp_path: Path) -> None:
     table = build_table(_layers(), FakeBackend(fail_when=(8,)), tmp_path / "t.sqlite", candidates_fn=_cands,
                         progress=False, strict=False)  # fmt: skip
     assert table.candidates("b1") == [(16, 16), (32, 32)]
+    assert table.dropped_candidates("b1") == [(8, 8)] and table.dropped_candidates("stem") == []
     assert table.build_report.failed > 0 and not table.complete
+    # "originals": failed candidates are dropped, but a failed original layer is an error
+    ok = build_table(_layers(), FakeBackend(fail_when=(8,)), tmp_path / "o.sqlite", candidates_fn=_cands,
+                     progress=False, strict="originals")  # fmt: skip
+    assert ok.candidates("b3") == [(16, 16), (32, 32)]
+    with pytest.raises(HalocError, match=r"original layer\(s\) fc among them.*first: conv g1_c64_m10"):
+        build_table(_layers(), FakeBackend(fail_when=(10,)), tmp_path / "f.sqlite", candidates_fn=_cands,
+                    progress=False, strict="originals")  # fmt: skip
 
 
 def test_fused_backend_uses_fused_cost_and_key_fields(tmp_path: Path) -> None:
@@ -357,3 +365,18 @@ def test_backend_registry_errors_and_shared_options() -> None:
     add_backend_arguments(parser)  # no argparse conflict
     args = parser.parse_args(["--timeloop-threads", "2"])
     assert args.timeloop_bin == "host" and args.timeloop_threads == 2
+
+
+def test_cli_drops_failed_candidates_unless_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("haloc_hw.models")
+    base = ["tables", "--model", "resnet20", "--arch", "arch/eyeriss.yaml", "--backend", "fake", "--jobs", "1",
+            "--no-progress", "--fake-fail-m", "24", "--out", str(tmp_path / "t")]  # fmt: skip
+    assert _main(base) == 0
+    out = capsys.readouterr().out
+    assert "candidate(s) dropped" in out and "layer3.0.conv1 (24,24)" in out
+    assert (24, 24) not in CostTable.open(tmp_path / "t" / "t.sqlite").candidates("layer3.0.conv1")
+    assert _main([*base, "--strict"]) == 2
+    assert "evaluations failed" in capsys.readouterr().err
+    fail_originals = [*base[:-4], "--fake-fail-m", "64", "--out", str(tmp_path / "u")]  # layer3 convs have M=64
+    assert _main(fail_originals) == 2
+    assert "original layer(s) layer3.0.conv1" in capsys.readouterr().err

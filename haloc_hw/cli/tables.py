@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the jobs on a Dask scheduler (tcp://host:8786)")
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the Dask scheduler")
     p.add_argument("--metric", default=None, help="metric of the printed best/worst summary (default: cycles, or latency_s)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail if any candidate cannot be evaluated (default: drop such candidates with a warning;"
+                        " a failed original layer is always an error)")  # fmt: skip
     p.add_argument("--rebuild", action="store_true", help="delete an existing table first instead of reusing its entries")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, metavar="DIR", help="table folder: DIR/NAME.sqlite and DIR/NAME.csv, NAME = folder name")
@@ -164,11 +167,18 @@ def _build(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 metadata=metadata,
                 rebuild=args.rebuild,
+                strict=True if args.strict else "originals",
             )
             csv_path = table.to_csv(out_dir / f"{table_name}.csv")
             report = table.build_report
             print(f"{table.path}: {report.entries} entries ({report.cache_hits} cached, {report.evaluated} evaluated)"
                   f" in {report.seconds:.1f} s; CSV {csv_path}")  # fmt: skip
+            dropped = {layer: table.dropped_candidates(layer) for layer in table.layers()}
+            dropped = {k: v for k, v in dropped.items() if v}
+            if dropped:
+                listing = "; ".join(f"{k} {', '.join(f'({a},{b})' for a, b in v)}" for k, v in dropped.items())
+                print(f"warning: {sum(map(len, dropped.values()))} candidate(s) dropped, their evaluation failed"
+                      f" (rerun to retry; -v shows why): {listing}")  # fmt: skip
             _print_summary(table, args.metric)
     finally:
         executor.close()

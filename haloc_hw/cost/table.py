@@ -425,6 +425,12 @@ class CostTable:
         keys = [self._slots.get((layer, role, r1, r2)) for role in SUB_ROLES]
         return all(k is not None and k in self._entries for k in keys)
 
+    def dropped_candidates(self, layer: str) -> list[tuple[int, int]]:
+        """Candidates the table was built for whose cost is incomplete (a failed or missing evaluation)."""
+        self.layer(layer)
+        planned = sorted({(r1, r2) for role, r1, r2, _ in self._by_layer.get(layer, []) if role != "original"})
+        return [p for p in planned if p not in set(self._candidates.get(layer, []))]
+
     def entry(self, layer: str, role: str, r1: int = 0, r2: int = 0) -> Cost:
         """The raw cost of one slot (``role`` in original | in | core | out | fused)."""
         self.layer(layer)
@@ -608,17 +614,21 @@ def build_table(
     progress: bool = True,
     metadata: Mapping[str, Any] | None = None,
     rebuild: bool = False,
-    strict: bool = True,
+    strict: bool | str = True,
     triple_fn: Callable[[ConvShape, int, int], tuple[ConvShape, ConvShape, ConvShape]] | None = None,
 ) -> CostTable:
     """Evaluate every slot of ``layers`` on ``backend`` into the SQLite file ``out_path``.
 
     Entries already in the file (same key) are cache hits and are not evaluated again; each
     finished job is committed at once, so an interrupted build resumes on rerun. Failed jobs
-    are never stored: with ``strict`` (default) the build raises :class:`HalocError` at the
-    end (after saving every success); otherwise it logs them and the affected candidates are
-    simply absent from :meth:`CostTable.candidates`.
+    are never stored. ``strict=True`` (default): any failure raises :class:`HalocError` at
+    the end (after saving every success). ``strict="originals"``: only a failed original
+    layer raises; candidates with a failed sub-convolution are dropped (absent from
+    :meth:`CostTable.candidates`, listed by :meth:`CostTable.dropped_candidates`) with a
+    warning. ``strict=False``: nothing raises.
     """
+    if strict not in (True, False, "originals"):
+        raise HalocError(f"strict must be True, False or 'originals', got {strict!r}", key="strict")
     from tqdm import tqdm
 
     if triple_fn is None:
@@ -677,6 +687,7 @@ def build_table(
                  out_path, len(jobs), report.cache_hits, len(todo), executor.name, executor.workers)  # fmt: skip
 
         errors: list[str] = []
+        failed_keys: set[str] = set()
         bar = tqdm(total=len(jobs), initial=report.cache_hits, unit="entry", desc=f"{identity.name} table",
                    disable=not progress, dynamic_ncols=True, smoothing=0.1)  # fmt: skip
         bar.set_postfix(cached=report.cache_hits, failed=0, refresh=False)
@@ -691,7 +702,8 @@ def build_table(
                     report.evaluated += 1
                 else:
                     report.failed += 1
-                    errors.append(f"{job.kind} {shape_fields(job.shapes[0])}: {result.error}")
+                    failed_keys.add(key)
+                    errors.append(f"{job.kind} {' + '.join(s.key for s in job.shapes)}: {result.error}")
                     log.warning("evaluation failed (not stored): %s", errors[-1])
                 bar.update(1)
                 bar.set_postfix(cached=report.cache_hits, failed=report.failed, refresh=False)
@@ -721,10 +733,12 @@ def build_table(
             conn.execute("ROLLBACK")
         conn.close()
 
-    if report.failed and strict:
-        first = "; ".join(report.errors[:3])
+    failed_originals = sorted({layer for (layer, role, _, _), key in slots.items() if role == "original" and key in failed_keys})
+    if report.failed and (strict is True or (strict == "originals" and failed_originals)):
+        what = f"original layer(s) {', '.join(failed_originals)} among them; " if failed_originals else ""
         raise HalocError(
-            f"{report.failed} of {report.entries} evaluations failed (the {report.evaluated + report.cache_hits} others are saved); first: {first}",
+            f"{report.failed} of {report.entries} evaluations failed ({what}the {report.evaluated + report.cache_hits} others are saved);"
+            f" first: {report.errors[0]}",
             file=out_path,
             fix="fix the cause and rerun the same command: only the missing entries are evaluated",
         )
