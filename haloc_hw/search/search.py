@@ -264,9 +264,8 @@ class HalocSearch:
         cfg = self.cfg
         net = state.supernet
         layers = net.choice_layers()
-        with torch.no_grad():
-            paths = {n: int(torch.multinomial(layer.probabilities().float().cpu(), 1, generator=state.sampler))
-                     for n, layer in layers.items()}
+        probs = _split(torch.softmax, layers)  # one device->host copy for all layers
+        paths = {n: int(torch.multinomial(probs[n], 1, generator=state.sampler)) for n in layers}
         net.set_paths(paths)
         net.track_targets(True)
         out = weight_model(x)
@@ -287,11 +286,14 @@ class HalocSearch:
         cfg = self.cfg
         net = state.supernet
         layers = net.choice_layers()
-        for layer in layers.values():
+        alphas_cpu = _split(None, layers)
+        for name, layer in layers.items():
             u = torch.rand(layer.alpha.numel(), generator=state.sampler, dtype=torch.float32)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7))).to(layer.alpha.device)
-            soft = torch.softmax((layer.alpha + gumbel) / cfg.tau, dim=0)
-            index = int(torch.argmax(soft.detach()))
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
+            # the sampled index is the argmax of alpha + gumbel (softmax and 1/tau keep the order),
+            # found on the host so no per-layer device sync is needed
+            index = int(torch.argmax(alphas_cpu[name].float() + gumbel))
+            soft = torch.softmax((layer.alpha + gumbel.to(layer.alpha)) / cfg.tau, dim=0)
             hard = torch.zeros_like(soft)
             hard[index] = 1.0
             layer.set_gumbel(index, hard - soft.detach() + soft)
@@ -381,6 +383,21 @@ def _expected_total(probs: dict[str, torch.Tensor], cost_vecs: dict[str, torch.T
     for name, vec in cost_vecs.items():
         comps = comps + probs[name].to(vec) @ vec
     return comps.prod() if metric == "edp" else comps[0]
+
+
+def _split(fn: Any, layers: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every layer's alpha (or ``fn(alpha)``) on the host, copied in one transfer."""
+    with torch.no_grad():
+        values = [layer.alpha.detach() for layer in layers.values()]
+        if fn is not None:
+            values = [fn(v.float(), dim=0) for v in values]
+        flat = torch.cat([v.reshape(-1).float() for v in values]).cpu()
+    out, pos = {}, 0
+    for name, layer in layers.items():
+        n = layer.alpha.numel()
+        out[name] = flat[pos:pos + n]
+        pos += n
+    return out
 
 
 def _dist_on() -> bool:

@@ -1,0 +1,133 @@
+"""Search epoch time (and peak memory on CUDA) against a plain training epoch of the uncompressed model.
+
+Both run the same model on the same batches at the same batch size. The search epoch does a
+weight step and an architecture step per training batch (``warmup_epochs=0``); the
+weight-only (warm-up) epoch is reported too. Costs come from an in-memory table priced by
+MACs: timing does not depend on the cost values.
+
+    python benchmarks/bench_search.py --model resnet20 --batch 128 --samples 10000 --device cuda
+
+Prints the per-epoch seconds and the ratios search / plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from haloc_hw.data import build_data  # noqa: E402
+from haloc_hw.decompose import rank_candidates  # noqa: E402
+from haloc_hw.models import build_model  # noqa: E402
+from haloc_hw.search import HalocSearch, SearchConfig, Supernet  # noqa: E402
+from haloc_hw.workload import extract_shapes, tucker2_triple  # noqa: E402
+
+
+class MacsCosts:
+    """CostLookup priced by MACs (every metric): enough to drive the search for timing."""
+
+    def __init__(self, layers) -> None:
+        self.info = {layer.name: layer for layer in layers}
+
+    def layers(self):
+        return list(self.info)
+
+    def candidates(self, layer):
+        info = self.info[layer]
+        return rank_candidates(info.shape) if info.decomposable else []
+
+    def cost(self, layer, r1, r2, metric):
+        return float(sum(s.macs for s in tucker2_triple(self.info[layer].shape, r1, r2)))
+
+    def original_cost(self, layer, metric):
+        return float(self.info[layer].shape.macs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_epochs(model, data, device, epochs: int) -> tuple[list[float], int]:
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for epoch in range(epochs):
+        data.train.set_epoch(epoch)
+        _sync(device)
+        t0 = time.perf_counter()
+        for x, y in data.train:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return times, peak
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--samples", type=int, default=4096, help="synthetic training images per epoch")
+    ap.add_argument("--input-size", default="3,32,32")
+    ap.add_argument("--num-classes", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs (the first of each kind is a warm-up)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    size = tuple(int(v) for v in args.input_size.split(","))
+    data = build_data("synthetic", batch_size=args.batch, val_fraction=0.5, seed=0, subset=2 * args.samples,
+                      device=device, input_size=size, num_classes=args.num_classes, augment=False)
+    torch.manual_seed(0)
+    model = build_model(args.model, num_classes=args.num_classes, in_channels=size[0])
+    layers = extract_shapes(model, size, 1)
+    costs = MacsCosts(layers)
+    candidates = {n: costs.candidates(n) for n in costs.layers() if costs.candidates(n)}
+
+    plain, plain_peak = plain_epochs(model, data, device, args.epochs)
+    supernet = Supernet(model.cpu(), candidates)
+    n_cands = sum(len(c) for c in candidates.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        # epoch 1: weight-only warm-up; epochs 2..: weight + architecture steps
+        cfg = SearchConfig(epochs=args.epochs + 1, warmup_epochs=1, budget=1.0, metric="cycles", device=str(device),
+                           progress=False)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        search = HalocSearch(cfg)
+        search.run(supernet, data, costs, tmp)
+        search_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+        import json
+
+        history = json.loads((Path(tmp) / "search_history.json").read_text())
+    secs = [e["seconds"] for e in history["epochs"]]
+    warm, full = secs[0], secs[2:] or secs[1:]
+    plain_t = min(plain[1:] or plain)
+    search_t = min(full)
+    n_batches = len(data.train)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+          f"model {args.model}, input {size}, batch {args.batch}, {n_batches} batches/epoch, "
+          f"{len(candidates)} searched layers, {n_cands} candidates")
+    print(f"plain training epoch      {plain_t:8.3f} s")
+    print(f"search weight-only epoch  {warm:8.3f} s  ratio {warm / plain_t:5.2f}  (first epoch, includes warm-up)")
+    print(f"search epoch (w + alpha)  {search_t:8.3f} s  ratio {search_t / plain_t:5.2f}")
+    if device.type == "cuda":
+        print(f"peak memory: plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB, "
+              f"ratio {search_peak / plain_peak:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
