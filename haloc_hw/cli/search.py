@@ -113,6 +113,43 @@ def _budget(args: argparse.Namespace) -> tuple[str, str]:
     return metric, str(text)
 
 
+def _init_distributed(args: argparse.Namespace) -> int | None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group and pick this rank's device.
+
+    NCCL on CUDA, gloo on CPU. Returns the rank, or ``None`` when not distributed. The
+    search then runs data-parallel (see :mod:`haloc_hw.search.search`); base training,
+    table building, fine-tuning and export run on rank 0 only.
+    """
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if want_cuda:
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
+    else:
+        args.device = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = dist.get_rank()
+    if rank:
+        args.no_progress = True
+    return rank
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -173,7 +210,7 @@ def _base_model(args: argparse.Namespace, data: Any, out: Path) -> tuple[Any, di
                    "top1": result.final_top1}
 
 
-def _table(args: argparse.Namespace, model: Any, data: Any, out: Path) -> Any:
+def _table(args: argparse.Namespace, model: Any, data: Any, out: Path, build: bool = True) -> Any:
     from haloc_hw.cost.backends import BackendContext, create_backend
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import CostTable, build_table
@@ -183,7 +220,7 @@ def _table(args: argparse.Namespace, model: Any, data: Any, out: Path) -> Any:
 
     layers = extract_shapes(model, data.input_size, 1)
     path = args.table or out / "table.sqlite"
-    if path.exists() and args.table is not None:
+    if path.exists() and (args.table is not None or not build):
         table = CostTable.open(path)
     else:
         arch = resolve_spec_path(args.arch, key="--arch")
@@ -258,13 +295,14 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     metric, budget_text = _budget(args)
+    dist_rank = _init_distributed(args)
     if not args.resume and (out / CHECKPOINT_NAME).exists():
         raise HalocError("the folder already holds a search", file=out, key="--out",
                          fix="pass --resume to continue it, or choose another --out")
     if args.batch < 1:
         raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
     out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "search.log")
+    handler = logging.FileHandler(out / ("search.log" if not dist_rank else f"search.rank{dist_rank}.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
@@ -278,8 +316,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         seed_everything(args.seed)
         data = _data(args)
-        model, base_info = _base_model(args, data, out)
-        table, table_path = _table(args, model, data, out)
+        if dist_rank:  # rank 0 trains the base and builds the table; the others then read them
+            _barrier()
+            model, base_info = _base_model(args, data, out)
+            table, table_path = _table(args, model, data, out, build=False)
+        else:
+            model, base_info = _base_model(args, data, out)
+            table, table_path = _table(args, model, data, out)
+            _barrier()
         candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
         cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
                            lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
@@ -295,12 +339,15 @@ def run(args: argparse.Namespace) -> int:
             "search": cfg.to_dict(), "finetune": {"epochs": args.epochs_finetune, "lr": args.lr_finetune},
             "batch": args.batch, "seed": args.seed, "device": str(data.device),
         }
-        write_yaml_atomic(out / "config.yaml", config)
+        if not dist_rank:
+            write_yaml_atomic(out / "config.yaml", config)
         supernet = Supernet(model, candidates)
         for name, why in supernet.skipped.items():
             log.info("not searched: %s (%s)", name, why)
         print(f"searching ranks of {len(supernet.layer_names)} layers, budget {budget_text} of {metric}")
         plan = HalocSearch(cfg).run(supernet, data, table, out, resume=args.resume, table_source=str(table_path))
+        if dist_rank:
+            return 0  # fine-tuning, evaluation and export run on rank 0
         compressed = supernet.export_compressed(plan.ranks)
         del supernet
         ft = fine_tune(compressed, data,
@@ -346,6 +393,11 @@ def run(args: argparse.Namespace) -> int:
         root.removeHandler(handler)
         handler.close()
         root.setLevel(old_level)
+        if dist_rank is not None:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def _print_summary(plan: Any, metrics: dict[str, Any], out: Path) -> None:
