@@ -50,6 +50,7 @@ def test_outputs_budget_and_history(tmp_path):
     assert history["epochs"][-1]["arch_steps"] > 0
     assert set(history["epochs"][-1]["p"]) == set(CANDIDATES)
     assert RankPlan.load(tmp_path / "ranks.json").ranks == plan.ranks
+    assert "no rank candidates" in ranks["skipped"]["dw"]
     # the exported model runs with the chosen ranks
     model = net.export_compressed(plan.ranks)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)

@@ -67,6 +67,7 @@ class RankPlan:
     repair_rule: str = REPAIR_RULE
     repair_steps: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # layers kept undecomposed, and why
 
     @property
     def ranks(self) -> dict[str, Rank]:
@@ -87,6 +88,7 @@ class RankPlan:
             "repair_rule": self.repair_rule,
             "repair_steps": self.repair_steps,
             "note": self.note,
+            "skipped": dict(self.skipped),
             "layers": {
                 layer.name: {
                     "r1": layer.r1,
@@ -121,7 +123,7 @@ class RankPlan:
                        fixed_cost=raw["fixed_cost"], original_total=raw["original_total"], total_cost=raw["total_cost"],
                        searched_total=raw["searched_total"], met=raw["budget_met"], repaired=raw["repaired"],
                        repair_rule=raw.get("repair_rule", REPAIR_RULE), repair_steps=raw.get("repair_steps", []),
-                       note=raw.get("note", ""))
+                       note=raw.get("note", ""), skipped=raw.get("skipped", {}))
         except FileNotFoundError:
             raise HalocError("ranks file not found", file=path, fix="run haloc-hw search first") from None
         except (KeyError, TypeError, ValueError) as err:

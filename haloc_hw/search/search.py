@@ -210,6 +210,7 @@ class HalocSearch:
             metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
             repair=cfg.repair,
         )
+        plan.skipped = dict(supernet.skipped)
         if is_main:
             if not history["epochs"]:
                 write_json_atomic(out_dir / HISTORY_NAME, history)
