@@ -194,15 +194,27 @@ def test_percentiles_and_inner_loop_choice() -> None:
 
 @pytest.mark.gpu
 @needs_cuda
-def test_real_gpu_measures_bf16_conv_and_triple() -> None:
-    model = GpuCostModel(device="cuda", dtype="bf16", batch=8, warmup=3, repeats=5, progress=False)
+@pytest.mark.parametrize(("graphs", "timer"), [(True, "cuda_graph"), (False, "cuda_events")])
+def test_real_gpu_measures_bf16_conv_and_triple(graphs: bool, timer: str) -> None:
+    model = GpuCostModel(device="cuda", dtype="bf16", batch=8, warmup=3, repeats=5, progress=False, cuda_graphs=graphs)
     shape = ConvShape(C=64, M=64, R=3, S=3, P=14, Q=14, W=14, H=14)
     (orig,) = model.evaluate([shape])
     (fused,) = model.evaluate_triples([tucker2_triple(shape, 16, 16)])
     for cost in (orig, fused):
-        assert cost.latency_s > 0 and cost.breakdown["timer"] == "cuda_events"
+        assert cost.latency_s > 0 and math.isfinite(cost.latency_s) and cost.breakdown["timer"] == timer
     fp = model.fingerprint()
-    assert fp["cuda"] and fp["cudnn"] and fp["device_name"]
+    assert fp["cuda"] and fp["cudnn"] and fp["device_name"] and fp["timer"] == timer
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_real_gpu_time_module_runs_a_whole_network() -> None:
+    from haloc_hw.models import build_model
+
+    model = GpuCostModel(device="cuda", dtype="bf16", batch=4, warmup=2, repeats=3, progress=False)
+    net, x = model.prepare(build_model("resnet20"), (4, 3, 32, 32))
+    stats = model.time_module(net, x)
+    assert stats.median_s > 0 and stats.timer == "cuda_graph"
 
 
 def test_tables_command_builds_a_cpu_measured_table(tmp_path, capsys) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from haloc_hw.cost.base import Cost
-from haloc_hw.cost.timing import TimingStats, time_cpu, time_cuda
+from haloc_hw.cost.timing import TimingStats, time_cpu, time_cuda, time_cuda_graph
 from haloc_hw.errors import HalocError
 from haloc_hw.workload import ConvShape
 
@@ -187,6 +187,11 @@ class GpuCostModel:
     ``p10_s``/``p90_s``/``repeats``/``inner`` and the ``batch`` actually used. ``cycles`` and
     ``energy_pJ`` are ``None``. ``batch=None`` times each workload at its own ``N``.
 
+    On CUDA, ``cuda_graphs`` (default) times GPU work only: calls are captured in a CUDA
+    graph and replayed, so host launch overhead (tens of microseconds per convolution from
+    Python, more than many small kernels take) does not swamp the table; with
+    ``cuda_graphs=False`` calls are launched eagerly and timed with events.
+
     ``dtype``: ``fp32`` is strict IEEE float32 (TF32 off), ``tf32`` float32 tensors with
     TF32 tensor cores allowed, ``bf16``/``fp16`` half-precision tensors and weights.
     """
@@ -206,6 +211,7 @@ class GpuCostModel:
         threads: int | None = None,
         min_sample_s: float | None = None,
         progress: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         import torch
 
@@ -241,6 +247,7 @@ class GpuCostModel:
         self.threads = threads if threads is not None or self.is_cuda else torch.get_num_threads()
         self.min_sample_s = (CUDA_MIN_SAMPLE_S if self.is_cuda else 0.0) if min_sample_s is None else float(min_sample_s)
         self.progress = progress
+        self.cuda_graphs = bool(cuda_graphs) and self.is_cuda
         self._fingerprint: dict[str, Any] | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -263,6 +270,7 @@ class GpuCostModel:
                     driver=_nvidia_driver(),
                     cuda=torch.version.cuda,
                     cudnn=torch.backends.cudnn.version(),
+                    timer="cuda_graph" if self.cuda_graphs else "cuda_events",
                 )
             else:
                 info.update(device_name=_cpu_name(), threads=self.threads)
@@ -388,6 +396,17 @@ class GpuCostModel:
         return self.batch if self.batch is not None else shape.N
 
     def _timer(self, fn: Callable[[], Any]) -> TimingStats:
+        if self.is_cuda and self.cuda_graphs:
+            import torch
+
+            try:
+                return time_cuda_graph(fn, self.warmup, self.repeats, self.min_sample_s)
+            except RuntimeError as err:
+                if _is_oom(err):
+                    raise
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                log.warning("CUDA graph capture failed (%s); timing eager launches instead", first)
+                torch.cuda.synchronize()
         if self.is_cuda:
             return time_cuda(fn, self.warmup, self.repeats, self.min_sample_s)
         return time_cpu(fn, self.warmup, self.repeats, self.min_sample_s)
@@ -487,6 +506,8 @@ def _add_gpu_arguments(group: Any) -> None:
     group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help=f"untimed calls per workload (default {DEFAULT_WARMUP})")
     group.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N", help=f"timed samples per workload (default {DEFAULT_REPEATS})")
     group.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads when --device cpu (default: torch's current count)")
+    group.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                       help="launch every call eagerly instead of replaying a CUDA graph (adds host launch overhead)")
 
 
 def gpu_backend_from_args(args: Any, ctx: Any = None) -> GpuCostModel:
@@ -506,6 +527,7 @@ def gpu_backend_from_args(args: Any, ctx: Any = None) -> GpuCostModel:
         warmup=DEFAULT_WARMUP if getattr(args, "warmup", None) is None else args.warmup,
         repeats=DEFAULT_REPEATS if getattr(args, "repeats", None) is None else args.repeats,
         threads=getattr(args, "threads", None),
+        cuda_graphs=getattr(args, "cuda_graph", True),
     )
 
 

@@ -25,13 +25,15 @@ def main() -> None:
     parser.add_argument("--ranks", default="16,32,48,64,80,96,128,160,192,224")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--modes", default="graph,eager", help="graph (CUDA graph replay) and/or eager launches")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     shape = ConvShape(C=256, M=256, R=3, S=3, P=14, Q=14, N=args.batch, W=14, H=14)
     ranks = [int(r) for r in args.ranks.split(",")]
-    doc: dict = {"shape": shape.key, "batch": args.batch, "dtypes": {}}
-    for dtype in args.dtypes.split(","):
-        model = GpuCostModel(device=args.device, dtype=dtype, batch=args.batch, warmup=args.warmup, repeats=args.repeats, progress=False)
+    doc: dict = {"shape": shape.key, "batch": args.batch, "modes": {}}
+    for mode, dtype in [(m, d) for m in args.modes.split(",") for d in args.dtypes.split(",")]:
+        model = GpuCostModel(device=args.device, dtype=dtype, batch=args.batch, warmup=args.warmup, repeats=args.repeats,
+                             progress=False, cuda_graphs=mode == "graph")
         doc["fingerprint"] = model.fingerprint()
         (orig,) = model.evaluate([shape])
         triples = [tucker2_triple(shape, r, r) for r in ranks]
@@ -47,9 +49,9 @@ def main() -> None:
                 "parts_ms": [c.latency_s * 1e3 for c in part_costs],
                 "sum_of_parts_ms": sum(c.latency_s for c in part_costs) * 1e3,
             }
-        doc["dtypes"][dtype] = {"original_ms": orig.latency_s * 1e3, "original_p10_ms": orig.breakdown["p10_s"] * 1e3,
+        doc["modes"].setdefault(mode, {})[dtype] = {"original_ms": orig.latency_s * 1e3, "original_p10_ms": orig.breakdown["p10_s"] * 1e3,
                                 "original_p90_ms": orig.breakdown["p90_s"] * 1e3, "ranks": rows}
-        print(f"{dtype}: original {orig.latency_s * 1e3:.4f} ms; "
+        print(f"{mode} {dtype}: original {orig.latency_s * 1e3:.4f} ms; "
               + ", ".join(f"r={r}: {rows[str(r)]['fused_ms']:.4f}" for r in ranks), flush=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
