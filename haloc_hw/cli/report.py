@@ -42,8 +42,14 @@ def _run_heatmap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    from haloc_hw.report.markdown import add_runs_parser
+
+    add_runs_parser(sub)
+
+
 # Report kinds, in --help order.
-REPORTS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_heatmap,)
+REPORTS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_heatmap, _add_runs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
