@@ -356,6 +356,7 @@ def load_fashion_mnist(root: str | Path | None = None, *, download: bool = True)
     """
     root_path = None if root is None else Path(root).expanduser()
     files = _locate_fashion_mnist(root_path)
+    download_error = "download disabled"
     if files is None and download:
         target = root_path if root_path is not None else DEFAULT_DOWNLOAD_ROOT
         try:
@@ -366,13 +367,13 @@ def load_fashion_mnist(root: str | Path | None = None, *, download: bool = True)
             FashionMNIST(str(target), train=False, download=True)
         except Exception as err:  # noqa: BLE001 - any downloader failure means "not available offline"
             log.debug("torchvision download failed: %s", err)
+            download_error = f"torchvision download into {target} failed: {str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
         files = _locate_fashion_mnist(root_path) or _locate_fashion_mnist(target)
     if files is None:
         tried = ", ".join(str(d) for d in _fashion_mnist_dirs(root_path))
         names = ", ".join(f"{s}[.gz]" for s in FASHION_MNIST_FILES.values())
         raise HalocError(
-            f"Fashion-MNIST IDX files not found (looked in {tried}"
-            f"{'; torchvision download failed' if download else '; download disabled'})",
+            f"Fashion-MNIST IDX files not found (looked in {tried}; {download_error})",
             key="--data-root",
             fix=f"put {names} into a folder and pass it as --data-root, or `apt install dataset-fashion-mnist`, "
             "or run once with network access so torchvision can download them",
