@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -173,15 +174,16 @@ def plot_rank_costs(
                                 ax.text(j, i, f"{data[i, j] / level:.2f}", ha="center", va="center", fontsize=7,
                                         color="black" if shade > 0.6 else "white")
                 if not cheap.any():
-                    subtitle = ("no candidate is cheaper than the original. " + subtitle).strip()
-            ax.plot([r2s.index(best[1])], [r1s.index(best[0])], marker="*", markersize=18, color="gold",
-                    markeredgecolor="black", linestyle="none")
+                    subtitle = ("No candidate is cheaper than the original. " + subtitle).strip()
+            corner = 0.3 if max(data.shape) <= ANNOTATE_MAX else 0.0  # keep the cell's number readable
+            ax.plot([r2s.index(best[1]) - corner], [r1s.index(best[0]) + corner], marker="*",
+                    markersize=11 if corner else 16, color="gold", markeredgecolor="black", linestyle="none")
             title += f"\nstar: best ({best[0]}, {best[1]});"
             title += " red outline: cheaper than the original layer" if original is not None else ""
             if original is not None and max(data.shape) <= ANNOTATE_MAX:
                 title += " (cells: cost / original)"
         if subtitle:
-            title += f"\n{subtitle}"
+            title += "\n" + "\n".join(textwrap.wrap(subtitle, 95))
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         with atomic_path(out) as tmp:
