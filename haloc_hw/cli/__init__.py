@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cost",
     "tables",
     "search",
+    "baseline",
+    "sweep",
 )
 
 

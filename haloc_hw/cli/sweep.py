@@ -1,0 +1,54 @@
+"""``haloc-hw sweep``: the search and/or baselines on several PE arrays, and the Pareto set of (arch, ranks).
+
+See :mod:`haloc_hw.sweep` for what is run and written: ``DIR/tables/ARCH.sqlite``,
+``DIR/ARCH/METHOD/`` run folders, ``sweep.json``, ``sweep.md``, ``sweep.png`` and
+``DIR/report/``. Options shared with ``haloc-hw search`` mean the same there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    from haloc_hw.cli.baseline import add_run_arguments
+    from haloc_hw.sweep import METHODS
+
+    p = subparsers.add_parser(
+        "sweep", help="search / baselines on several architectures; Pareto set by accuracy, energy, cycles",
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        conflict_handler="resolve",
+    )
+    add_run_arguments(p, arch_repeats=True)
+    p.add_argument("--methods", default="haloc", metavar="LIST",
+                   help=f"comma-separated subset of {','.join(METHODS)} (haloc = the search)")
+    s = p.add_argument_group("search (method haloc)")
+    s.add_argument("--epochs-search", type=int, default=3, help="search epochs")
+    s.add_argument("--warmup-epochs", type=int, default=1, help="weight-only search epochs before alpha moves")
+    s.add_argument("--lr-w", type=float, default=0.01, help="SGD lr of the candidate weights")
+    s.add_argument("--lr-alpha", type=float, default=0.01, help="Adam lr of alpha")
+    s.add_argument("--lambda", dest="lam", type=float, default=1.0, help="weight of the feature-map MSE")
+    s.add_argument("--eta", type=float, default=1.0, help="scale of the hardware factor")
+    s.add_argument("--theta", type=float, default=2.0, help="exponent of (expected cost / budget)")
+    s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    p.add_argument("--html", action="store_true", help="also write report/report.html")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from haloc_hw.sweep import run_sweep
+
+    result = run_sweep(args)
+    ok = [e for e in result.entries if e.status == "ok"]
+    print(f"\n{len(ok)} of {len(result.entries)} runs finished; Pareto set over top-1 and "
+          f"{', '.join(result.objectives) or '-'}:")
+    for e in result.pareto:
+        costs = ", ".join(f"{k} {getattr(e, k):.4g}" for k in result.objectives)
+        print(f"  {e.arch} / {e.method}: top-1 {e.top1:.2f}%, {costs}  ({e.run_dir})")
+    for e in result.entries:
+        if e.status != "ok":
+            print(f"  not run: {e.arch} / {e.method}: {e.status}: {e.error}")
+    print(f"wrote {result.files['json']}, {result.files['markdown']}"
+          + (f", {result.files['plot']}" if "plot" in result.files else ""))
+    return 0
