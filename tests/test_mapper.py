@@ -369,3 +369,19 @@ def test_backend_missing_ert_is_a_user_error(tmp_path):
     lonely.write_text(arch_path.read_text())
     with pytest.raises(HalocError, match="energy table"):
         AnalyticalCostModel.from_files(lonely)
+
+
+@needs_golden
+def test_unconstrained_space_uses_keep_search_and_climbing(eyeriss):
+    """No constraints at all: bypass choices, loop orders and factors are all free."""
+    arch, cons, energy = eyeriss
+    shape = ConvShape(C=8, M=16, R=3, S=3, P=4, Q=4)
+    space = MapSpace(arch, Constraints((), "none"), shape)
+    assert not space.keep_enumerated and len(space.free_temporal_levels()) == len(arch.levels)
+    res = Mapper(arch, Constraints((), "none"), energy, MapperSettings(max_evaluations=1000, refine_rounds=1, climb_rounds=2)).search(shape)
+    check_mapping(arch, shape, res.mapping)
+    again = AnalyticalModel(arch, energy).evaluate(shape, res.mapping)
+    assert again.cycles == res.evaluation.cycles
+    # the row-stationary space is a subset of this one
+    constrained = Mapper(arch, cons, energy).search(shape).evaluation
+    assert res.evaluation.cycles <= constrained.cycles

@@ -80,7 +80,7 @@ class MapperSettings:
     """
 
     metric: tuple[str, ...] = ("delay", "energy")
-    refine_top: int = 8
+    refine_top: int = 4
     refine_rounds: int = 2
     max_evaluations: int = 30_000
     climb_rounds: int = 6
@@ -252,7 +252,7 @@ class Mapper:
     def _keep_greedy(self, space: MapSpace, objectives: tuple[str, ...], temporal_defaults: list[tuple[str, ...]],
                      budget: float, best: _Best) -> tuple[int, int, bool]:
         """Choose free keep sets level by level (innermost first), re-searching factors for each option."""
-        small = max(1000, int(budget // 30)) if np.isfinite(budget) else budget
+        small = max(100, int(budget // 30)) if np.isfinite(budget) else budget
         current = list(space.keep_combos[0])
         evaluated, valid, sampled = self._factor_search(space, [tuple(current)], objectives, temporal_defaults, small, best,
                                                         max_rows=self.settings.max_rows // 2)
