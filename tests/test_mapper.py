@@ -385,3 +385,41 @@ def test_unconstrained_space_uses_keep_search_and_climbing(eyeriss):
     # the row-stationary space is a subset of this one
     constrained = Mapper(arch, cons, energy).search(shape).evaluation
     assert res.evaluation.cycles <= constrained.cycles
+
+
+@needs_golden
+def test_split_inside_a_free_spatial_order(eyeriss):
+    """A 14x12 fan-out straight from the GLB, with only Q's spatial position fixed (split 3).
+
+    X gets Q plus at most two other dimensions; every enumerated row, grouped by its X/Y
+    choices as the mapper groups them, must be a valid mapping for the model.
+    """
+    arch, cons, energy = eyeriss
+    levels = tuple(lv for lv in arch.levels if lv.name != "DummyBuffer")
+    flat = dataclasses.replace(arch, levels=levels)
+    assert flat.fanout(flat.index("shared_glb")) == (14, 12)
+    from haloc_hw.spec.mapping import Directive
+
+    kept = [d for d in cons.directives if d.target != "DummyBuffer" and not (d.target == "shared_glb" and d.type == "spatial")]
+    kept.append(Directive("shared_glb", "spatial", factors={"N": 1, "P": 1, "R": 1}, permutation="Q", split=3))
+    free = Constraints(tuple(kept), "split")
+    shape = ConvShape(C=16, M=16, R=3, S=3, P=8, Q=8)
+    space = MapSpace(flat, free, shape)
+    glb = flat.index("shared_glb")
+    assert space.levels[glb].x_middle_max == 2 and space.levels[glb].y_middle_max == 4
+    keep = space.keep_combos[0]
+    rows = space.rows(keep)
+    mapper = Mapper(flat, free, energy)
+    side = space.side_key(rows)
+    assert len(np.unique(side)) > 1
+    for k in np.unique(side):
+        sub = rows[side == k]
+        spec = space.structure(keep, sub[0])
+        perm, split = spec.spatial[glb], spec.split[glb]
+        assert perm[0] == "Q" and split == 3
+        _, _, ok = mapper._evaluate(space, spec, sub)
+        assert ok.all()
+    res = mapper.search(shape)
+    check_mapping(flat, shape, res.mapping)
+    assert res.evaluation.utilization == pytest.approx(
+        shape.macs / (168 * res.evaluation.cycles))

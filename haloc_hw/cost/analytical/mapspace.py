@@ -706,17 +706,32 @@ class MapSpace:
         return frozenset(out)
 
     def side_key(self, rows: np.ndarray) -> np.ndarray:
-        """An integer per row encoding its free X/Y choices (rows with equal keys share a structure)."""
+        """An integer per row encoding its free X/Y choices (rows with equal keys share a structure).
+
+        Where a split falls inside a free middle, which middle dims are trivial also matters
+        (they pad the X positions), so those bits are part of the key too.
+        """
         key = np.zeros(rows.shape[0], dtype=np.int64)
         bit = 0
         for j, c in enumerate(self.columns):
-            if c.kind == "X" and self.levels[c.level].side.get(c.dim) == "free":
+            rule = self.levels[c.level]
+            straddle = rule.x_middle_max is not None and c.dim in rule.s_middle and c.kind != "T"
+            if (c.kind == "X" and rule.side.get(c.dim) == "free") or straddle:
                 key |= (rows[:, j] > 1).astype(np.int64) << bit
                 bit += 1
         return key
 
-    def spatial_perm(self, level: int, xs: frozenset[str]) -> tuple[str, int]:
-        """Spatial permutation (innermost first) and split that put exactly ``xs``'s free dims on X."""
+    def active_spatial(self, row: np.ndarray, level: int) -> frozenset[str]:
+        """Dims with a spatial factor > 1 at ``level`` in this row."""
+        return frozenset(c.dim for j, c in enumerate(self.columns) if c.level == level and c.kind != "T" and row[j] > 1)
+
+    def spatial_perm(self, level: int, xs: frozenset[str], active: frozenset[str] | None = None) -> tuple[str, int]:
+        """Spatial permutation (innermost first) and split that put exactly ``xs``'s free dims on X.
+
+        ``active``: dims with a spatial factor > 1 (only those may not pad X positions).
+        Without a constraint split, X dims come first in the order prefix, middle, suffix,
+        then the Y dims: a fixed prefix/suffix order is then kept within each axis only.
+        """
         rule = self.levels[level]
         if not rule.has_spatial:
             return "".join(self.dims), len(self.dims)
@@ -726,11 +741,12 @@ class MapSpace:
             lo = len(rule.s_prefix)
             n_x_mid = rule.split - lo
             mid_x = [d for d in rule.s_middle if d in xs and rule.side[d] != "Y"]
-            mid_y = [d for d in rule.s_middle if d not in mid_x]
-            # fill X positions of the middle with X dims, then trivial (factor-1) dims
-            mid_y_sorted = mid_y  # Y dims keep problem order; any trivial ones may sit on X
+            act = set(xs) if active is None else set(active)
+            trivial = [d for d in rule.s_middle if d not in mid_x and d not in act]
+            mid_y = [d for d in rule.s_middle if d not in mid_x and d in act]
+            # X positions of the middle: X dims, then trivial (factor-1) dims as padding
             pad = max(0, n_x_mid - len(mid_x))
-            middle = mid_x + mid_y_sorted[:pad] + mid_y_sorted[pad:]
+            middle = mid_x + trivial[:pad] + trivial[pad:] + mid_y
             return "".join(rule.s_prefix + tuple(middle) + rule.s_suffix), rule.split
         order = list(rule.s_prefix + rule.s_middle + rule.s_suffix)
         xs_l = [d for d in order if d in xs]
@@ -791,7 +807,7 @@ class MapSpace:
         temporal = temporal or tuple(self.default_temporal(i) for i in range(self.n_levels))
         sp, split = [], []
         for i in range(self.n_levels):
-            perm, s = self.spatial_perm(i, self.x_dims(row, i))
+            perm, s = self.spatial_perm(i, self.x_dims(row, i), self.active_spatial(row, i))
             sp.append(perm)
             split.append(s)
         return StructureSpec(temporal=tuple(temporal), spatial=tuple(sp), split=tuple(split), keep=tuple(keep))
