@@ -212,7 +212,8 @@ def plot_accuracy_vs_cost(runs: Sequence[RunRecord], path: Path) -> Path:
         front = pareto_indices([(x, y) for x, y in points], maximise=(False, True))
         if front:
             fx = sorted((points[i][0] / factor, points[i][1]) for i in front)
-            (line,) = ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", ls="--", color="gray", zorder=2)
+            (line,) = ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", ls="--", color="gray", zorder=2,
+                              marker="o", ms=13, mfc="none", mec="black")
             handles.setdefault("Pareto front (runs)", line)
         ax.set_xlabel(axis_label(key, unit))
         ax.set_ylabel("top-1 [%]")
