@@ -5,22 +5,26 @@ The mapper enumerates factor assignments with :class:`~haloc_hw.cost.analytical.
 embedded analytical model; the winner is re-evaluated with the scalar model so its
 statistics are exactly those ``timeloop-model`` would print for it.
 
-Search, in three phases, all deterministic:
+Search, in phases, all deterministic:
 
 1. **Factors.** Every capacity- and fan-out-feasible factor row is a candidate. For
    delay-first metrics rows are visited in order of their MAC cycles (fewest first); rows
    whose MAC cycles already exceed the best cycles found cannot win and are skipped. This is
-   exact: a mapping's cycles are never below its MAC cycles.
+   exact: a mapping's cycles are never below its MAC cycles. At most ``max_evaluations``
+   rows are evaluated; past that a seeded sample is taken (phase 4 then climbs).
 2. **Loop orders.** Where constraints leave a level's temporal order open, phase 1 uses a
    few default orders (one per stationary data space); the best ``refine_top`` rows are then
    improved one level at a time over every distinct order of that level's non-trivial loops
    (only loops with a factor > 1 matter, so duplicates are never evaluated).
-3. **Bypass.** Where keep/bypass choices were too many to enumerate jointly, the same
-   coordinate descent runs over each level's keep options.
+3. **Bypass.** Free keep/bypass choices are enumerated jointly when there are few
+   combinations; otherwise they are chosen level by level, innermost first, each option
+   re-running phase 1 with a small budget, and phase 2 also tries each level's options.
+4. **Climbing.** When phase 1 could not evaluate everything, the best rows are improved by
+   moving one prime factor between two slots of a dimension until nothing improves.
 
-Phases 2-3 are local searches: they can miss optima that need a different factor row and a
-different order at once. With fully constrained loop orders (the shipped row-stationary
-constraints) the search is exhaustive.
+Phases 2-4 are local searches: they can miss optima that need a different factor row and a
+different order or bypass choice at once. With fully constrained loop orders and keep sets
+(the shipped row-stationary constraints) the search is exhaustive within the map space.
 """
 
 from __future__ import annotations
