@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -38,6 +40,7 @@ def test_each_baseline_meets_the_budget_on_the_grid(tmp_path, method, metric, bu
     loaded = RankPlan.load(tmp_path / "ranks.json")
     assert loaded.ranks == ranks and loaded.met and not loaded.repaired
     assert all(layer.probability == 1.0 for layer in loaded.layers)
+    assert set(json.loads((tmp_path / "ranks.json").read_text())["skipped"]) == {"dw"}  # kept undecomposed
 
 
 @pytest.mark.parametrize("method", METHODS)

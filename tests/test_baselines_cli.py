@@ -43,6 +43,8 @@ def test_three_baselines_share_base_and_table_and_write_search_style_run_folders
         plan = RankPlan.load(run / "ranks.json")
         assert plan.met and plan.total_cost <= 0.5 * original * (1 + 1e-9)
         assert plan.total_cost == pytest.approx(table.model_cost(plan.ranks, "energy_pJ"))
+        skipped = json.loads((run / "ranks.json").read_text())["skipped"]
+        assert "linear is not Tucker-2 decomposable" in skipped["fc"] and "conv1" in skipped
         for name, rank in plan.ranks.items():
             assert rank in table.candidates(name)
         metrics = json.loads((run / "metrics.json").read_text())

@@ -94,6 +94,20 @@ class Problem:
     def meets(self, choice: Mapping[str, int]) -> bool:
         return self.total(choice) <= self.budget + self.tol
 
+    def skipped(self) -> dict[str, str]:
+        """The layers of the table kept undecomposed, and why (as the search lists them in ranks.json)."""
+        out = {}
+        lookup = getattr(self.costs, "layer", None)
+        for name in self.costs.layers():
+            if name in self.candidates:
+                continue
+            info = lookup(name) if callable(lookup) else None
+            if info is not None and not getattr(info, "decomposable", True):
+                out[name] = f"{getattr(info, 'kind', 'layer')} is not Tucker-2 decomposable"
+            else:
+                out[name] = "no rank candidate with a cost in the table"
+        return out
+
     def unreachable(self, method: str, minimum: float, what: str) -> HalocError:
         """The error for a budget this method cannot meet, naming the least it reaches."""
         flag = [k for k, v in BUDGET_FLAGS.items() if v == self.metric][0]
@@ -115,6 +129,8 @@ class Problem:
                          repair=False)
         plan.repair_rule = f"none: ranks chosen by the {method} baseline"
         plan.note = note
+        if hasattr(plan, "skipped"):
+            plan.skipped = self.skipped()
         if not plan.met:  # the allocators only return choices that meet the budget
             raise AssertionError(f"{method} produced ranks over budget ({plan.total_cost} > {plan.budget})")
         return plan
