@@ -6,7 +6,8 @@
 # Every step writes under $WORK and logs to $WORK/logs/STEP.log; a failing step does not stop
 # the others. Knobs (env): DEVICE (cuda), BATCH (128), WARMUP (10), REPEATS (30),
 # R18_EXTRA (extra 'tables' arguments for resnet18, e.g. a small --input-size for a dry run),
-# STEP_TIMEOUT (seconds per step, 240), HEAT_STEP (rank step of the unequal layer table, 16).
+# STEP_TIMEOUT (seconds per step, 240), HEAT_STEP (rank step of the unequal layer table, 16),
+# SKIP (space-separated step names to leave out).
 set -u
 WORK=${WORK:?set WORK to an output folder}
 DEVICE=${DEVICE:-cuda}
@@ -24,6 +25,7 @@ export -f hh
 
 step() {
   local name=$1; shift
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then echo "=== $name skipped"; return; fi
   local t0=$(date +%s.%N)
   timeout "$STEP_TIMEOUT" bash -c '"$@"' _ "$@" >"$WORK/logs/$name.log" 2>&1
   local rc=$?
