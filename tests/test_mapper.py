@@ -423,3 +423,22 @@ def test_split_inside_a_free_spatial_order(eyeriss):
     check_mapping(flat, shape, res.mapping)
     assert res.evaluation.utilization == pytest.approx(
         shape.macs / (168 * res.evaluation.cycles))
+
+
+@needs_golden
+def test_large_space_path_respects_fixed_spatial_factors(eyeriss):
+    """Spaces too large to join in full choose spatial factors first; the fixed S=0 on the
+    DummyBuffer's Y axis must count against its fan-out there (else no row is feasible)."""
+    arch, cons, energy = eyeriss
+    shape = ConvShape(C=96, M=96, R=3, S=3, P=28, Q=28)
+    small = MapperSettings(max_rows=5000)
+    space = MapSpace(arch, cons, shape, small.limits)
+    assert math.prod(len(space.dim_options(d)) for d in space.dims) > 4 * small.max_rows
+    rows = space.rows(space.keep_combos[0])
+    assert rows.shape[0] > 0
+    res = Mapper(arch, cons, energy, small).search(shape)
+    check_mapping(arch, shape, res.mapping)
+    exhaustive = Mapper(arch, cons, energy).search(dataclasses.replace(shape, P=14, Q=14))
+    two_stage = Mapper(arch, cons, energy, small).search(dataclasses.replace(shape, P=14, Q=14))
+    assert two_stage.evaluation.cycles == exhaustive.evaluation.cycles
+    assert two_stage.evaluation.energy_pJ <= exhaustive.evaluation.energy_pJ * 1.05

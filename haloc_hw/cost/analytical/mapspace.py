@@ -574,6 +574,9 @@ class MapSpace:
         idx = np.zeros((1, 0), dtype=np.int64)
         xs = np.ones((1, nl), dtype=np.int64)
         ys = np.ones((1, nl), dtype=np.int64)
+        for j, c in enumerate(self.columns):  # fixed spatial factors use fan-out too
+            if c.kind != "T" and j not in self._free[c.dim]:
+                (xs if c.kind == "X" else ys)[0, c.level] *= self._base[j]
         dims = list(projs)
         for d in dims:
             uniq = projs[d][0]
