@@ -132,3 +132,28 @@ def test_export_with_explicit_ranks_checks_them():
     assert model.conv2.ranks == (16, 8)
     with pytest.raises(HalocError, match="not a candidate"):
         net.export_compressed({"conv1": (3, 3), "conv2": (16, 8), "conv3": (4, 4)})
+
+
+def test_batchnorm_hides_the_own_gate_and_the_second_path_restores_the_signal():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    net = Supernet(model, {"0": [(2, 2), (4, 3), (8, 3)]}).train()
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    layer = net.net[0]
+
+    def grad_and_out(other):
+        soft = torch.softmax(layer.alpha, 0)
+        hard = torch.zeros(3)
+        hard[0] = 1.0
+        layer.set_gumbel(0, hard - soft.detach() + soft, other)
+        out = net(x)
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), [layer.alpha])
+        return g, out.detach()
+
+    alone, out_alone = grad_and_out(None)
+    paired, out_paired = grad_and_out(2)
+    torch.testing.assert_close(out_alone, out_paired)  # the second path adds nothing to the forward pass
+    # BN after the conv: scaling its output changes (almost) nothing, comparing with another candidate does
+    assert alone.abs().max() < 1e-4
+    assert paired.abs().max() > 100 * alone.abs().max()

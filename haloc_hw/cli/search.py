@@ -83,6 +83,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eta", type=float, default=1.0, help="search: scale of the hardware factor")
     p.add_argument("--theta", type=float, default=2.0, help="search: exponent of (expected cost / budget)")
     p.add_argument("--tau", type=float, default=1.0, help="search: Gumbel-softmax temperature")
+    p.add_argument("--penalty", choices=("paper", "hinge"), default="paper",
+                   help="search: hardware factor (E/budget)^theta always (paper) or only above the budget (hinge)")
     p.add_argument("--lr-finetune", type=float, default=0.01, help="fine-tuning lr (cosine decay)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -327,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
         cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
                            lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
-                           tau=args.tau, budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
+                           tau=args.tau, penalty=args.penalty, budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
                            progress=not args.no_progress)
         config = {
             "command": "search", "haloc_hw_version": __version__, "model": args.model, "data": data.name,

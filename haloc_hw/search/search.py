@@ -7,14 +7,17 @@ Per training batch (after ``warmup_epochs`` of weight-only epochs):
     the same input). Only the sampled candidates' activations are held.
 (b) **architecture step** on the next ``data.val`` batch: straight-through Gumbel-softmax per
     layer (the forward pass runs one sampled candidate, scaled by a weight that is 1 in the
-    forward pass and carries the soft Gumbel gradient); loss = CE * eta * (E / epsilon)^theta
+    forward pass and carries the soft Gumbel gradient), plus a second candidate's output
+    (no gradient) behind a gate that is 0 in the forward pass, so the CE gradient compares two
+    candidates despite the BatchNorm after each conv; loss = CE * eta * (E / epsilon)^theta
     with E = fixed + sum_i sum_j p_ij cost_ij, differentiable in alpha directly. ``fixed`` is
     the table cost of every layer that is not searched, so the budget epsilon is on the
     whole model. Only ``alpha`` is differentiated (``torch.autograd.grad``), so no weight
     gradients are computed or touched.
 
 Memory: each step holds one candidate's activations per layer (plus the detached original
-output in the weight step), so peak memory stays within a small multiple of a plain training
+output in the weight step, the second candidate's output in the architecture step), so peak
+memory stays within a small multiple of a plain training
 step; ``tests/test_search_memory.py`` checks the bound of 3x on CPU.
 
 Checkpoints (``search_checkpoint.pt``, written atomically after every epoch) hold the
@@ -55,6 +58,10 @@ CHECKPOINT_NAME = "search_checkpoint.pt"
 HISTORY_NAME = "search_history.json"
 RANKS_NAME = "ranks.json"
 _CHECKPOINT_VERSION = 1
+#: Hardware factor of the architecture loss CE * eta * f: "paper" f = (E / eps)^theta (HALOC);
+#: "hinge" f = max(1, E / eps)^theta, which stops pushing p towards cheaper ranks once the
+#: expected cost is within budget (the paper's factor keeps pushing, see SearchConfig).
+PENALTIES: tuple[str, ...] = ("paper", "hinge")
 # Config fields that may differ between a run and its resumption.
 _RESUME_FREE = {"device", "progress"}
 
@@ -67,7 +74,16 @@ class SearchConfig:
     value with units (``"150uJ"``, ``"2e6cycles"``, ``"1.5ms"``); see
     :func:`haloc_hw.search.budget.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
     p visibly within a few epochs, as short searches need. ``theta`` > 1 makes the hardware
-    factor grow quickly once the expected cost exceeds the budget.
+    factor grow quickly once the expected cost exceeds the budget. ``penalty`` picks the
+    hardware factor (:data:`PENALTIES`): with ``"paper"`` the factor's gradient always points
+    to cheaper candidates, and when the straight-through CE signal is weak (short searches,
+    a well-trained base) p ends on the cheapest ranks well under the budget; ``"hinge"``
+    applies the same factor only above the budget, so the search spends the budget.
+    ``compare_paths``: the architecture step also runs a second candidate (drawn from p
+    without the sampled one) without gradient and adds it with a gate that is 0 in the
+    forward pass, so the CE gradient compares two candidates (see
+    :meth:`RankChoiceConv.set_gumbel`); off, the CE reaches alpha only through the sampled
+    candidate's own gate, which BatchNorm after the conv makes nearly zero.
     """
 
     epochs: int = 10
@@ -81,6 +97,8 @@ class SearchConfig:
     eta: float = 1.0
     theta: float = 2.0
     tau: float = 1.0
+    penalty: str = "paper"
+    compare_paths: bool = True
     budget: str | float = 0.5
     metric: str = "energy_pJ"
     seed: int = 0
@@ -97,6 +115,8 @@ class SearchConfig:
             raise HalocError("warmup_epochs must be between 0 and epochs", key="warmup_epochs", fix="lower it")
         if self.tau <= 0:
             raise HalocError("tau must be positive", key="tau", fix="use e.g. 1.0")
+        if self.penalty not in PENALTIES:
+            raise HalocError(f"unknown penalty '{self.penalty}'", key="penalty", fix=f"use one of {', '.join(PENALTIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -297,12 +317,20 @@ class HalocSearch:
             soft = torch.softmax((layer.alpha + gumbel.to(layer.alpha)) / cfg.tau, dim=0)
             hard = torch.zeros_like(soft)
             hard[index] = 1.0
-            layer.set_gumbel(index, hard - soft.detach() + soft)
+            other = None
+            if cfg.compare_paths and len(layer.candidates) > 1:
+                rest = torch.softmax(alphas_cpu[name].float(), dim=0)
+                rest[index] = 0.0
+                other = int(torch.multinomial(rest / rest.sum(), 1, generator=state.sampler))
+            layer.set_gumbel(index, hard - soft.detach() + soft, other)
         out = net(x)
         ce = F.cross_entropy(out, y)
         expected = _expected_total({n: layer.probabilities() for n, layer in layers.items()}, cost_vecs, fixed,
                                    cfg.metric)
-        hw = (expected / epsilon) ** cfg.theta
+        ratio = expected / epsilon
+        if cfg.penalty == "hinge":
+            ratio = torch.clamp(ratio, min=1.0)
+        hw = ratio ** cfg.theta
         loss = ce * cfg.eta * hw.to(ce.dtype)
         _check_finite(loss, "architecture step", cfg)
         alphas = net.arch_parameters()

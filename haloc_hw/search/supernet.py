@@ -65,6 +65,7 @@ class RankChoiceConv(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
         self._index: int | None = None
         self._gate: torch.Tensor | None = None
+        self._other: int | None = None
         self.track_target = False
         self.feature_loss: torch.Tensor | None = None
 
@@ -73,11 +74,20 @@ class RankChoiceConv(nn.Module):
         """Run candidate ``index`` (no alpha gradient); ``None`` runs the argmax candidate."""
         self._index = index
         self._gate = None
+        self._other = None
 
-    def set_gumbel(self, index: int, gate: torch.Tensor) -> None:
-        """Run candidate ``index`` scaled by ``gate[index]`` (straight-through Gumbel weight)."""
+    def set_gumbel(self, index: int, gate: torch.Tensor, other: int | None = None) -> None:
+        """Run candidate ``index`` scaled by ``gate[index]`` (straight-through Gumbel weight).
+
+        With ``other``, that candidate's output (computed without gradient) is added times
+        ``gate[other]``, which is 0 in the forward pass. Its gradient <dL/dout, out_other>
+        compares the two candidates to first order. This matters because a conv followed by
+        BatchNorm is scale-invariant: the gradient of the running candidate's own gate,
+        <dL/dout, out_index>, is about zero there and carries no preference.
+        """
         self._index = index
         self._gate = gate
+        self._other = other
 
     def probabilities(self) -> torch.Tensor:
         return torch.softmax(self.alpha, dim=0)
@@ -91,6 +101,10 @@ class RankChoiceConv(nn.Module):
         out = self.choices[index](x)
         if self._gate is not None:
             out = out * self._gate[index]
+            if self._other is not None:
+                with torch.no_grad():
+                    alt = self.choices[self._other](x)
+                out = out + self._gate[self._other] * alt
         if self.track_target:
             with torch.no_grad():
                 target = self.original(x)
