@@ -188,6 +188,7 @@ def _summarise(entry: SweepEntry) -> None:
 def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Namespace], int] | None = None) -> SweepResult:
     """Run the sweep described by the parsed ``haloc-hw sweep`` options (see the module docstring)."""
     from haloc_hw.cli import search as search_cli
+    from haloc_hw.search.search import CHECKPOINT_NAME
     from haloc_hw.train import seed_everything
 
     out: Path = args.out
@@ -228,7 +229,8 @@ def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Names
                 print(f"{name}/{method}: reusing the finished run in {run_dir}")
             else:
                 command = "search" if method == "haloc" else "baseline"
-                extra = {"method": method} if command == "baseline" else {"resume": True}
+                # an interrupted search continues from its checkpoint
+                extra = {"method": method} if command == "baseline" else {"resume": (run_dir / CHECKPOINT_NAME).exists()}
                 ns = _run_args(args, command, out=run_dir, arch=arch, table=table_path, base=base_path,
                                metric=metric, **extra)
                 print(f"{name}/{method}: running {command} into {run_dir}")
