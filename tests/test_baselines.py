@@ -89,6 +89,9 @@ def test_evbmf_finds_no_signal_in_noise_and_guards_keep_ranks_in_range():
     r1, r2 = estimate_layer_ranks(weight)
     assert (r1, r2) == (1, 1)
     assert estimate_layer_ranks(torch.zeros(8, 4, 3, 3)) == (1, 1)
+    exact = torch.zeros(10, 30)
+    exact[0, 0], exact[1, 1] = 2.0, 1.0  # noise-free rank 2 with exact zero singular values
+    assert evbmf(exact).rank == 2
     # planted mode ranks: core 5 x 3 with orthonormal-ish factors plus small noise
     core = torch.randn(5, 3, 3, 3, generator=g) * 5
     u_out, u_in = torch.randn(24, 5, generator=g), torch.randn(16, 3, generator=g)

@@ -65,7 +65,10 @@ def _free_energy(sigma2: float, sq: torch.Tensor, m: int, alpha: float, x_bar: f
     """EVB free energy (up to constants) of noise variance ``sigma2`` for squared singular values ``sq``."""
     x = sq / (m * sigma2)
     above = x > x_bar
-    value = torch.sum(x - torch.log(x))
+    # x - log x = x - log(sq) + log(m sigma2); log(sq) does not depend on sigma2, so an exact zero
+    # singular value (noise-free low rank) keeps its log(m sigma2) term and drops the infinite constant
+    log_sq = torch.where(sq > 0, torch.log(torch.where(sq > 0, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    value = torch.sum(x - log_sq) + sq.numel() * math.log(m * sigma2)
     if bool(above.any()):
         xa = x[above]
         t = _tau(xa, alpha)
