@@ -227,9 +227,10 @@ def write_report(run_dirs: Sequence[str | Path] | Sequence[RunRecord], out: str 
                  group: bool = False, title: str = "haloc-hw report") -> ReportResult:
     """Write ``out/report.md`` (and ``out/report.html`` when ``html_page``) with its PNGs."""
     out = Path(out)
-    runs = [r if isinstance(r, RunRecord) else None for r in run_dirs]
-    if any(r is None for r in runs):
-        runs = load_runs([Path(p) for p in run_dirs])  # type: ignore[arg-type]
+    if all(isinstance(r, RunRecord) for r in run_dirs):
+        runs = list(run_dirs)  # type: ignore[arg-type]
+    else:
+        runs = load_runs([r.path if isinstance(r, RunRecord) else Path(r) for r in run_dirs])
     group_runs(runs, allow_mixed=group)  # refuse mixed runs before any file is written
     out.mkdir(parents=True, exist_ok=True)
     blocks, images = build_document(runs, out, group=group, title=title)
