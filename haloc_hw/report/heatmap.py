@@ -183,7 +183,7 @@ def plot_rank_costs(
             if original is not None and max(data.shape) <= ANNOTATE_MAX:
                 title += " (cells: cost / original)"
         if subtitle:
-            title += "\n" + "\n".join(textwrap.wrap(subtitle, 95))
+            title += "\n" + "\n".join(textwrap.wrap(subtitle, 80))
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         with atomic_path(out) as tmp:
