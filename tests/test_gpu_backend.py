@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -243,3 +244,61 @@ def test_tables_command_builds_a_cpu_measured_table(tmp_path, capsys) -> None:
     entry = table.entry("layer3.0.conv2", "original")
     assert entry.breakdown["batch"] == 2 and entry.breakdown["repeats"] == 2
     assert (out / "r20.csv").read_text().startswith("layer,role")
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "tables"
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "layers"),
+    [("resnet18_bf16", "bf16", 21), ("resnet18_fp32", "fp32", 21), ("resnet20_bf16", "bf16", 22),
+     ("resnet18_layer3_unequal_bf16", "bf16", 1)],  # fmt: skip
+)
+def test_shipped_tables_are_complete_measured_tables(name: str, dtype: str, layers: int) -> None:
+    from haloc_hw.cost.table import CostTable
+
+    path = SHIPPED / name / f"{name}.sqlite"
+    if not path.exists():
+        pytest.skip(f"{path} not shipped in this checkout")
+    table = CostTable.open(path)
+    assert table.complete and table.metadata["backend"] == "gpu" and table.metadata["fused"] is True
+    fields = table.metadata["key_fields"]
+    assert fields["dtype"] == dtype and fields["batch"] == 128 and fields["memory_format"] == "channels_last"
+    assert "H100" in fields["device"]
+    assert len(table.layers()) == layers
+    for row in table.rows():
+        assert row["latency_s"] is not None and 0 < row["latency_s"] < 0.1 and math.isfinite(row["latency_s"]), row
+    for layer in table.decomposable_layers():
+        for r1, r2 in table.candidates(layer):
+            assert table.entry(layer, "fused", r1, r2).breakdown["timer"] == "cuda_graph"
+
+
+def test_backend_and_cli_import_without_dask() -> None:
+    """The device image has no Dask: the gpu path must not import it at module level."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
+        "from haloc_hw.cli import build_parser; build_parser()\n"
+        "import haloc_hw.cost.gpu, haloc_hw.cost.table, haloc_hw.cli.bench, haloc_hw.report.heatmap\n"
+        "from haloc_hw.cost.backends import available_backends; assert 'gpu' in available_backends()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_factory_reads_cli_arguments_and_warns_about_parallel_jobs(caplog) -> None:
+    import argparse
+
+    from haloc_hw.cost.backends import BackendContext, create_backend
+
+    args = argparse.Namespace(device="cpu", dtype="fp16", batch=4, memory_format="contiguous", warmup=2, repeats=5,
+                              threads=1, cuda_graph=True)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        model = create_backend("gpu", args, BackendContext(arch_path=None, out_dir=Path("."), jobs=4))
+    assert isinstance(model, GpuCostModel)
+    assert (model.device, model.dtype, model.batch, model.memory_format, model.warmup, model.repeats, model.threads) == (
+        "cpu", "fp16", 4, "contiguous", 2, 5, 1)  # fmt: skip
+    assert model.cuda_graphs is False  # graphs are a CUDA feature
+    assert "take turns" in caplog.text
