@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", default=None, help="fashion-mnist | cifar10 | imagenet | synthetic "
                    "(default: fashion-mnist if found locally, else synthetic)")
     p.add_argument("--data-root", type=Path, default=None, metavar="DIR", help="dataset folder")
-    g = p.add_argument_group("budget (one of; a number <= 1 or N%% is a fraction of the original model)")
+    g = p.add_argument_group("budget (one of; a number <= 1 or N% is a fraction of the original model)")
     for kind, example in (("energy", "0.3, 150uJ, 2mJ"), ("cycles", "0.5, 2e6cycles"), ("latency", "0.5, 1.5ms, 200us"),
                           ("edp", "0.3, 4e12pJ*cycles")):
         g.add_argument(f"--budget-{kind}", default=None, metavar="B", help=f"e.g. {example}")

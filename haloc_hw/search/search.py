@@ -178,7 +178,8 @@ class HalocSearch:
             "original_total": cost_range.original, "fixed_cost": cost_range.fixed,
             "min_total": cost_range.minimum, "max_total": cost_range.maximum,
             "candidates": {n: [list(c) for c in candidates[n]] for n in names},
-            "costs": cost_lists, "cost_components": list(components(cfg.metric)), "skipped": dict(supernet.skipped), "epochs": [],
+            "costs": cost_lists, "cost_components": list(components(cfg.metric)),
+            "skipped": dict(supernet.skipped), "epochs": [],
         }
         state = _State(supernet, opt_w, opt_a, sampler, history)
         train_loader, val_loader = _loaders(data, dist_on)
@@ -196,8 +197,10 @@ class HalocSearch:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             DDP._set_params_and_buffers_to_ignore_for_model(supernet, supernet.arch_parameter_names())
-            weight_model = DDP(supernet, device_ids=[device.index] if device.type == "cuda" else None,
-                               find_unused_parameters=True)
+            ids = None
+            if device.type == "cuda":
+                ids = [device.index if device.index is not None else torch.cuda.current_device()]
+            weight_model = DDP(supernet, device_ids=ids, find_unused_parameters=True)
 
         for epoch in range(start, cfg.epochs):
             for loader in loaders:
