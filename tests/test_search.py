@@ -109,6 +109,15 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["supernet"].values() if v.is_floating_point())
 
 
+def test_resume_with_more_epochs_extends_the_search(tmp_path):
+    run_tiny_search(tmp_path / "short", epochs=2)
+    plan_ext, net_ext = run_tiny_search(tmp_path / "short", epochs=3, resume=True)
+    plan_full, net_full = run_tiny_search(tmp_path / "full", epochs=3)
+    assert plan_ext.ranks == plan_full.ranks
+    for a, b in zip(_alphas(net_ext), _alphas(net_full)):
+        assert torch.equal(a, b)
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     run_tiny_search(tmp_path, epochs=1, warmup_epochs=0)
     with pytest.raises(HalocError, match="lr_alpha"):

@@ -79,7 +79,7 @@ def _step_sizes(device: str):
     search = HalocSearch(cfg)
     opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=0.01, momentum=0.9)
     opt_a = torch.optim.Adam(supernet.arch_parameters(), lr=0.01)
-    state = _State(supernet, opt_w, opt_a, torch.Generator().manual_seed(0), {})
+    state = _State(supernet, opt_w, opt_a, torch.Generator().manual_seed(0), {}, supernet.weight_parameters())
     costs = {n: torch.linspace(1.0, 2.0, len(c), dtype=torch.float64, device=device)[:, None]
              for n, c in supernet.candidates().items()}
     total = float(sum(c.max() for c in costs.values()))

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -62,8 +62,9 @@ _CHECKPOINT_VERSION = 1
 #: "hinge" f = max(1, E / eps)^theta, which stops pushing p towards cheaper ranks once the
 #: expected cost is within budget (the paper's factor keeps pushing, see SearchConfig).
 PENALTIES: tuple[str, ...] = ("paper", "hinge")
-# Config fields that may differ between a run and its resumption.
-_RESUME_FREE = {"device", "progress"}
+# Config fields that may differ between a run and its resumption (more epochs extend a search:
+# the learning rates are constant, so earlier epochs are unaffected).
+_RESUME_FREE = {"device", "progress", "epochs"}
 
 
 @dataclass
@@ -129,6 +130,7 @@ class _State:
     opt_a: torch.optim.Optimizer
     sampler: torch.Generator
     history: dict[str, Any]
+    weights: list[nn.Parameter] = field(default_factory=list)  # the weight optimiser's parameters
 
 
 class HalocSearch:
@@ -181,7 +183,7 @@ class HalocSearch:
             "costs": cost_lists, "cost_components": list(components(cfg.metric)),
             "skipped": dict(supernet.skipped), "epochs": [],
         }
-        state = _State(supernet, opt_w, opt_a, sampler, history)
+        state = _State(supernet, opt_w, opt_a, sampler, history, supernet.weight_parameters())
         train_loader, val_loader = _loaders(data, dist_on)
         loaders = [train_loader, val_loader]
         ckpt_path = out_dir / CHECKPOINT_NAME
@@ -300,7 +302,7 @@ class HalocSearch:
         state.opt_w.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(state.weights, cfg.grad_clip)
         state.opt_w.step()
         net.track_targets(False)
         return float(ce.detach()), float(mse.detach())

@@ -164,7 +164,12 @@ class Supernet(nn.Module):
         return list(self._names)
 
     def choice_layers(self) -> dict[str, RankChoiceConv]:
-        return {name: self.net.get_submodule(name) for name in self._names}  # type: ignore[misc]
+        """Searched layers by name, in model order (looked up once; the search calls this every step)."""
+        cached = self.__dict__.get("_choice_cache")
+        if cached is None:
+            cached = {name: self.net.get_submodule(name) for name in self._names}
+            self.__dict__["_choice_cache"] = cached
+        return dict(cached)  # type: ignore[arg-type]
 
     def candidates(self) -> dict[str, list[Rank]]:
         return {name: list(layer.candidates) for name, layer in self.choice_layers().items()}
