@@ -83,8 +83,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eta", type=float, default=1.0, help="search: scale of the hardware factor")
     p.add_argument("--theta", type=float, default=2.0, help="search: exponent of (expected cost / budget)")
     p.add_argument("--tau", type=float, default=1.0, help="search: Gumbel-softmax temperature")
-    p.add_argument("--penalty", choices=("paper", "hinge"), default="paper",
-                   help="search: hardware factor (E/budget)^theta always (paper) or only above the budget (hinge)")
+    p.add_argument("--penalty", choices=("paper", "hinge"), default="hinge",
+                   help="search: hardware factor (E/budget)^theta only above the budget (hinge, default) "
+                        "or always, as in the HALOC paper (paper)")
     p.add_argument("--lr-finetune", type=float, default=0.01, help="fine-tuning lr (cosine decay)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -79,7 +79,10 @@ class SearchConfig:
     hardware factor (:data:`PENALTIES`): with ``"paper"`` the factor's gradient always points
     to cheaper candidates, and when the straight-through CE signal is weak (short searches,
     a well-trained base) p ends on the cheapest ranks well under the budget; ``"hinge"``
-    applies the same factor only above the budget, so the search spends the budget.
+    applies the same factor only above the budget, so the search spends the budget. ``"hinge"``
+    is the default: on ResNet-20 / Fashion-MNIST / Eyeriss with a 0.7 energy budget the
+    paper's factor ended at 0.48x energy and 63.0 % top-1, the hinge at 0.64x and 71.6 %
+    (3000 images, 3 base / 4 search / 1 fine-tune epochs, CPU).
     ``compare_paths``: the architecture step also runs a second candidate (drawn from p
     without the sampled one) without gradient and adds it with a gate that is 0 in the
     forward pass, so the CE gradient compares two candidates (see
@@ -98,7 +101,7 @@ class SearchConfig:
     eta: float = 1.0
     theta: float = 2.0
     tau: float = 1.0
-    penalty: str = "paper"
+    penalty: str = "hinge"
     compare_paths: bool = True
     budget: str | float = 0.5
     metric: str = "energy_pJ"
