@@ -1,4 +1,4 @@
-"""The ``haloc-hw`` command.
+"""haloc-hw: hardware-aware Tucker-2 rank selection (HALOC) for Eyeriss-style accelerators and GPUs.
 
 Each sub-command lives in its own module under :mod:`haloc_hw.cli` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
