@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import write_json_atomic, write_text_atomic
+from haloc_hw.fileio import file_sha256, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,6 @@ def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any,
     Built like ``haloc-hw search`` builds its table, but failed evaluations do not stop the
     build: they tell which layers (or candidates) the architecture cannot map.
     """
-    from haloc_hw.cli.search import _sha256
     from haloc_hw.cost.backends import BackendContext, create_backend
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
@@ -132,7 +131,7 @@ def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any,
             layers, backend, path, candidates_fn=lambda info: rank_candidates(info.shape, step=args.step),
             executor=executor, progress=not args.no_progress, strict=False,
             metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size), "batch": 1,
-                      "arch_path": str(arch_path), "arch_sha256": _sha256(arch_path),
+                      "arch_path": str(arch_path), "arch_sha256": file_sha256(arch_path),
                       "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
         )
     finally:

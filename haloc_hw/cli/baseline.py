@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from haloc_hw.baselines.finish import finish_run
     from haloc_hw.cli import search as search_cli
     from haloc_hw.decompose import decompose_model
-    from haloc_hw.fileio import write_json_atomic, write_yaml_atomic
+    from haloc_hw.fileio import file_sha256, write_json_atomic, write_yaml_atomic
     from haloc_hw.search.budget import parse_budget
     from haloc_hw.train import seed_everything
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "baseline", "method": args.method, "haloc_hw_version": __version__, "model": args.model,
             "data": data.name, "data_root": None if args.data_root is None else str(args.data_root),
             "subset": args.subset, "input_size": list(data.input_size), "arch": args.arch, "backend": args.backend,
-            "table": {"path": str(table_path), "sha256": search_cli._sha256(table_path),
+            "table": {"path": str(table_path), "sha256": file_sha256(table_path),
                       "metadata": {k: v for k, v in table.metadata.items() if k != "backend_fingerprint"}},
             "base": base_info, "budget": {"metric": metric, "value": budget_text},
             "finetune": {"epochs": args.epochs_finetune, "lr": args.lr_finetune},

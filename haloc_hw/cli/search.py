@@ -19,12 +19,12 @@ epochs and drop ``--subset`` for real results.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from haloc_hw.errors import HalocError
+from haloc_hw.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,6 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data(args: argparse.Namespace) -> Any:
     from haloc_hw.data import build_data
 
@@ -237,7 +229,7 @@ def _table(args: argparse.Namespace, model: Any, data: Any, out: Path, build: bo
                 candidates_fn=lambda info: rank_candidates(info.shape, step=args.step),
                 executor=executor, progress=not args.no_progress,
                 metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size), "batch": 1,
-                          "arch_path": str(arch), "arch_sha256": _sha256(arch),
+                          "arch_path": str(arch), "arch_sha256": file_sha256(arch),
                           "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
             )
         finally:
@@ -336,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "search", "haloc_hw_version": __version__, "model": args.model, "data": data.name,
             "data_root": None if args.data_root is None else str(args.data_root), "subset": args.subset,
             "input_size": list(data.input_size), "arch": args.arch, "backend": args.backend,
-            "table": {"path": str(table_path), "sha256": _sha256(table_path),
+            "table": {"path": str(table_path), "sha256": file_sha256(table_path),
                       "metadata": {k: v for k, v in table.metadata.items() if k != "backend_fingerprint"}},
             "base": base_info, "budget": {"metric": metric, "value": budget_text},
             "search": cfg.to_dict(), "finetune": {"epochs": args.epochs_finetune, "lr": args.lr_finetune},

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from haloc_hw.errors import HalocError
+from haloc_hw.fileio import file_sha256
 
 IMAGENET_LIKE = ("resnet18", "mobilenet_v2")
 DATASET_CLASSES = {"imagenet": 1000, "cifar100": 100}
@@ -95,12 +96,6 @@ def _dataset(args: argparse.Namespace) -> str:
     return args.dataset or ("imagenet" if args.model in IMAGENET_LIKE else "cifar10")
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _build(args: argparse.Namespace) -> int:
     from haloc_hw.cost.backends import BackendContext, create_backend, get_backend_spec
     from haloc_hw.cost.executors import make_executor
@@ -155,7 +150,7 @@ def _build(args: argparse.Namespace) -> int:
                 "input_size": list(input_size),
                 "batch": args.batch,
                 "arch_path": str(arch) if arch else None,
-                "arch_sha256": _file_sha256(arch) if arch else None,
+                "arch_sha256": file_sha256(arch) if arch else None,
                 "candidates": {"step": args.step, "equal": not args.unequal, "max_macs_ratio": args.max_macs_ratio},
             }
             table = build_table(

@@ -48,7 +48,7 @@ import yaml
 from haloc_hw.cost.base import Cost
 from haloc_hw.cost.stats_parser import TimeloopStats, parse_stats
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import read_yaml, write_text_atomic
+from haloc_hw.fileio import file_sha256, read_yaml, write_text_atomic
 from haloc_hw.workload import ConvShape
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,6 @@ def find_timeloop(bin_dir: str | Path | None = None) -> tuple[Path, Path]:
         where = f"in {bin_dir}" if bin_dir is not None else "on PATH"
         raise HalocError(f"{' and '.join(missing)} not found {where}", key="timeloop-bin", fix=_MISSING_FIX)
     return found[MAPPER_EXE], found[MODEL_EXE]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _dump(obj: Any) -> str:
@@ -214,7 +206,7 @@ class TimeloopCostModel:
     def version(self) -> str:
         """Adapter version plus digests of the two binaries: a new Timeloop build never reuses old entries."""
         if self._version is None:
-            self._version = f"{ADAPTER_VERSION}+mapper.{_file_digest(self.mapper_exe)}+model.{_file_digest(self.model_exe)}"
+            self._version = f"{ADAPTER_VERSION}+mapper.{file_sha256(self.mapper_exe)[:16]}+model.{file_sha256(self.model_exe)[:16]}"
         return self._version
 
     def fingerprint(self) -> dict[str, Any]:
