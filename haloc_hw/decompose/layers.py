@@ -126,9 +126,17 @@ class Tucker2Conv(nn.Module):
         return f"ranks=(r1={r1}, r2={r2})"
 
 
-def _parent_and_child(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+def replace_submodule(root: nn.Module, name: str, module: nn.Module) -> nn.Module:
+    """Put ``module`` at the dotted path ``name`` (e.g. ``"layer1.0.conv1"``) of ``root``.
+
+    Returns the module it replaced. Shared by :func:`decompose_model` and the search's
+    supernet, which swap convolutions in place by the names :func:`extract_shapes` reports.
+    """
     parent_name, _, child = name.rpartition(".")
-    return (model.get_submodule(parent_name) if parent_name else model), child
+    parent = root.get_submodule(parent_name) if parent_name else root
+    old = getattr(parent, child)
+    setattr(parent, child, module)
+    return old
 
 
 def decompose_model(
@@ -165,7 +173,7 @@ def decompose_model(
             raise HalocError(f"layer '{name}': {err.message}", key=f"ranks.{name}", fix=err.fix) from None
     new = copy.deepcopy(model)
     for name, (r1, r2) in ranks.items():
-        parent, child = _parent_and_child(new, name)
-        setattr(parent, child, Tucker2Conv.from_conv(getattr(parent, child), r1, r2, n_iter=n_iter))
+        conv = new.get_submodule(name)
+        replace_submodule(new, name, Tucker2Conv.from_conv(conv, r1, r2, n_iter=n_iter))
         log.debug("decomposed %s with ranks (%d, %d)", name, r1, r2)
     return new

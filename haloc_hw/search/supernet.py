@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from haloc_hw.decompose.layers import replace_submodule
 from haloc_hw.errors import HalocError
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Supernet(nn.Module):
                     raise HalocError(
                         f"rank ({r1}, {r2}) does not fit {name} ({conv.in_channels}->{conv.out_channels} channels)",
                         key=name, fix="use 1 <= r1 <= out_channels and 1 <= r2 <= in_channels")
-            _set_module(self.net, name, RankChoiceConv(conv, cands, factory))
+            replace_submodule(self.net, name, RankChoiceConv(conv, cands, factory))
             self._names.append(name)
         for name, module in modules.items():
             if isinstance(module, nn.Conv2d) and name not in candidates:
@@ -227,11 +228,5 @@ class Supernet(nn.Module):
             chosen = layer.choices[layer.candidates.index(rank)]
             for param in chosen.parameters():
                 param.requires_grad_(True)
-            _set_module(net, name, chosen)
+            replace_submodule(net, name, chosen)
         return net
-
-
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, module)
