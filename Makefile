@@ -16,6 +16,7 @@ $(BIN)/haloc-hw: pyproject.toml
 setup: $(BIN)/haloc-hw
 
 demo: setup
+	rm -rf runs/demo
 	$(BIN)/haloc-hw search --arch arch/eyeriss.yaml --out runs/demo
 
 test: setup
