@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import file_sha256, write_json_atomic, write_text_atomic
+from haloc_hw.fileio import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,29 +113,15 @@ def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any,
     Built like ``haloc-hw search`` builds its table, but failed evaluations do not stop the
     build: they tell which layers (or candidates) the architecture cannot map.
     """
-    from haloc_hw.cost.backends import BackendContext, create_backend
-    from haloc_hw.cost.executors import make_executor
-    from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
+    from haloc_hw.pipeline import build_cost_table
     from haloc_hw.spec.shipped import resolve_spec_path
     from haloc_hw.workload import extract_shapes
 
     name = path.stem
     arch_path = resolve_spec_path(arch, key="--arch")
     layers = extract_shapes(model, data.input_size, 1)
-    executor = make_executor(args.jobs)
-    try:
-        backend = create_backend(args.backend, args, BackendContext(arch_path=arch_path, out_dir=path.parent,
-                                                                     jobs=executor.workers))
-        table = build_table(
-            layers, backend, path, candidates_fn=lambda info: rank_candidates(info.shape, step=args.step),
-            executor=executor, progress=not args.no_progress, strict=False,
-            metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size), "batch": 1,
-                      "arch_path": str(arch_path), "arch_sha256": file_sha256(arch_path),
-                      "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
-        )
-    finally:
-        executor.close()
+    table = build_cost_table(args, arch_path, layers, data, path, strict=False)
     status = ArchStatus(arch=name, path=str(arch), table=str(path), mappable=True)
     for info in layers:
         try:
@@ -186,7 +172,7 @@ def _summarise(entry: SweepEntry) -> None:
 
 def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Namespace], int] | None = None) -> SweepResult:
     """Run the sweep described by the parsed ``haloc-hw sweep`` options (see the module docstring)."""
-    from haloc_hw.cli import search as search_cli
+    from haloc_hw import pipeline
     from haloc_hw.search.search import CHECKPOINT_NAME
     from haloc_hw.train import seed_everything
 
@@ -194,14 +180,14 @@ def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Names
     archs = list(args.arch or DEFAULT_ARCHS)
     names = arch_names(archs)
     methods = parse_methods(args.methods)
-    metric, budget_text = search_cli._budget(args)
+    metric, budget_text = pipeline.resolve_run_budget(args)
     out.mkdir(parents=True, exist_ok=True)
     runner = runner or _default_runner
 
     seed_everything(args.seed)
-    data = search_cli._data(args)
+    data = pipeline.prepare_data(args)
     base_ns = _run_args(args, "search", out=out, arch=archs[0], table=None, resume=True)
-    model, base_info = search_cli._base_model(base_ns, data, out)
+    model, base_info = pipeline.load_or_train_base(base_ns, data, out)
     base_path = Path(base_info["path"])
 
     entries: list[SweepEntry] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from haloc_hw.cli.baseline import add_run_arguments
+    from haloc_hw.pipeline import add_run_arguments, add_search_arguments
     from haloc_hw.sweep import METHODS
 
     p = subparsers.add_parser(
@@ -23,15 +23,7 @@ def register(subparsers: Any) -> None:
     add_run_arguments(p, arch_repeats=True)
     p.add_argument("--methods", default="haloc", metavar="LIST",
                    help=f"comma-separated subset of {','.join(METHODS)} (haloc = the search)")
-    s = p.add_argument_group("search (method haloc)")
-    s.add_argument("--epochs-search", type=int, default=3, help="search epochs")
-    s.add_argument("--warmup-epochs", type=int, default=1, help="weight-only search epochs before alpha moves")
-    s.add_argument("--lr-w", type=float, default=0.01, help="SGD lr of the candidate weights")
-    s.add_argument("--lr-alpha", type=float, default=0.01, help="Adam lr of alpha")
-    s.add_argument("--lambda", dest="lam", type=float, default=1.0, help="weight of the feature-map MSE")
-    s.add_argument("--eta", type=float, default=1.0, help="scale of the hardware factor")
-    s.add_argument("--theta", type=float, default=2.0, help="exponent of (expected cost / budget)")
-    s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    add_search_arguments(p)
     p.add_argument("--html", action="store_true", help="also write report/report.html")
     p.set_defaults(func=run)
 
