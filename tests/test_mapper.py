@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from haloc_hw.cost.analytical.backend import AnalyticalCostModel, default_ert_path
+from haloc_hw.cost.analytical.backend import AnalyticalCostModel
 from haloc_hw.cost.analytical.mapper import Mapper, MapperSettings, parse_metric
 from haloc_hw.cost.analytical.mapspace import MapSpace, ordered_factorizations
 from haloc_hw.cost.analytical.model import AnalyticalModel
@@ -28,6 +28,7 @@ from haloc_hw.spec.energy import load_energy_table
 from haloc_hw.spec.mapping import Constraints
 from haloc_hw.spec.model import Architecture
 from haloc_hw.spec.loader import load_arch
+from haloc_hw.spec.shipped import default_ert_path
 from haloc_hw.workload import ConvShape, load_problem
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"

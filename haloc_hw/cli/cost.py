@@ -81,7 +81,7 @@ def _one(roles: dict[str, list[Path]], role: str, what: str) -> Path:
 
 
 def _load_common(roles: dict[str, list[Path]]) -> tuple[Any, Any, Any, Path]:
-    from haloc_hw.cost.analytical.backend import default_ert_path
+    from haloc_hw.spec.shipped import default_ert_path
     from haloc_hw.spec.energy import load_energy_table
     from haloc_hw.spec.loader import load_arch
     from haloc_hw.workload import load_problem
@@ -169,8 +169,7 @@ def run_map(args: argparse.Namespace) -> int:
     from haloc_hw.cost.analytical.mapper import Mapper, MapperSettings
     from haloc_hw.fileio import write_json_atomic, write_text_atomic, write_yaml_atomic
     from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml
-
-    from haloc_hw.cost.analytical.backend import default_constraints_path
+    from haloc_hw.spec.shipped import default_constraints_path
 
     roles = classify(args.files)
     arch, shape, energy, arch_path = _load_common(roles)

@@ -155,10 +155,9 @@ def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
 
 
 def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
-    from haloc_hw.cost.analytical.backend import default_constraints_path
     from haloc_hw.cost.timeloop import TimeloopCostModel
     from haloc_hw.fileio import read_yaml
-    from haloc_hw.spec.shipped import default_mapper_path
+    from haloc_hw.spec.shipped import default_constraints_path, default_mapper_path
 
     constraints = _constraints_arg(args) or default_constraints_path(ctx.arch_path)
     mapper_path = getattr(args, "mapper", None) or default_mapper_path()

@@ -176,18 +176,19 @@ class TimeloopCostModel:
     ) -> "TimeloopCostModel":
         """Load the arch, its constraints and mapper settings; the ERT defaults to ``ARCH.ert.yaml`` beside the arch."""
         from haloc_hw.spec import load_arch, load_constraints
+        from haloc_hw.spec.shipped import ert_path_for, resolve_spec_path
 
-        arch_path = Path(arch_path)
+        arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
         if constraints_path:
             constraints = load_constraints(constraints_path, arch)
         else:
             constraints = load_constraints([], arch)
         if ert_path is None:
-            ert_path = arch_path.with_name(arch_path.name.removesuffix(".yaml") + ".ert.yaml")
-            if not ert_path.is_file():
+            ert_path = ert_path_for(arch_path)
+            if ert_path is None:
                 raise HalocError(
-                    f"no energy table given and none beside the arch ({ert_path.name})",
+                    f"no energy table given and none beside the arch ({arch_path.stem}.ert.yaml)",
                     file=arch_path,
                     key="ert",
                     fix="pass --ert FILE (an Accelergy ERT), or install accelergy",

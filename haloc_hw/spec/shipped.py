@@ -27,8 +27,16 @@ def default_arch_path() -> Path:
     return data_path("arch", "eyeriss.yaml")
 
 
-def default_constraints_path() -> Path:
-    """The row-stationary constraints that go with the shipped arrays."""
+def default_constraints_path(arch_path: str | Path | None = None) -> Path:
+    """The row-stationary constraints that go with an architecture.
+
+    ``mappings/row_stationary.yaml`` beside the arch's folder when there is one (so a copy
+    of the repository layout brings its own), else the shipped copy.
+    """
+    if arch_path is not None:
+        beside = Path(arch_path).resolve().parent.parent / "mappings" / "row_stationary.yaml"
+        if beside.is_file():
+            return beside
     return data_path("mappings", "row_stationary.yaml")
 
 
@@ -37,14 +45,32 @@ def default_mapper_path() -> Path:
     return data_path("mappings", "mapper.yaml")
 
 
-def ert_path_for(arch_path: str | Path) -> Path | None:
-    """The energy table shipped next to an architecture (``X.yaml`` -> ``X.ert.yaml``), if any."""
+# Energy tables a Timeloop case folder holds beside its arch.yaml.
+FOLDER_ERT_NAMES: tuple[str, ...] = ("ERT.yaml", "ert.yaml")
+
+
+def ert_path_for(arch_path: str | Path, *, folder_ert: bool = False) -> Path | None:
+    """The energy table next to an architecture (``X.yaml`` -> ``X.ert.yaml``), if any.
+
+    ``folder_ert=True`` also takes ``ERT.yaml`` / ``ert.yaml`` in the same folder (the
+    layout of a Timeloop run folder), after ``X.ert.yaml``.
+    """
     arch_path = Path(arch_path)
-    candidate = arch_path.with_name(f"{arch_path.stem}.ert.yaml")
-    return candidate if candidate.is_file() else None
+    names = [f"{arch_path.stem}.ert.yaml", *(FOLDER_ERT_NAMES if folder_ert else ())]
+    for name in names:
+        candidate = arch_path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
 
 
-def default_ert_path() -> Path:
+def default_ert_path(arch_path: str | Path | None = None) -> Path | None:
+    """The energy table for ``arch_path`` (:func:`ert_path_for` with ``folder_ert``).
+
+    Without an arch: the one of the default architecture, which the package always ships.
+    """
+    if arch_path is not None:
+        return ert_path_for(arch_path, folder_ert=True)
     path = ert_path_for(default_arch_path())
     assert path is not None, "package data is incomplete: eyeriss.ert.yaml is missing"
     return path

@@ -26,33 +26,6 @@ log = logging.getLogger(__name__)
 BACKEND_VERSION = "1"
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
-def default_ert_path(arch_path: str | Path) -> Path | None:
-    """The energy table shipped next to an architecture: ``arch/eyeriss.yaml`` -> ``arch/eyeriss.ert.yaml``."""
-    p = Path(arch_path)
-    stem = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.stem
-    for cand in (p.with_name(f"{stem}.ert.yaml"), p.with_name("ERT.yaml"), p.with_name("ert.yaml")):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def default_constraints_path(arch_path: str | Path | None = None) -> Path | None:
-    """``mappings/row_stationary.yaml`` next to the ``arch/`` folder, else the repository's."""
-    places = []
-    if arch_path is not None:
-        places.append(Path(arch_path).resolve().parent.parent / "mappings" / "row_stationary.yaml")
-    places.append(_repo_root() / "mappings" / "row_stationary.yaml")
-    places.append(Path(__file__).resolve().parents[2] / "data" / "mappings" / "row_stationary.yaml")
-    for cand in places:
-        if cand.is_file():
-            return cand
-    return None
-
-
 def _model_version() -> str:
     from haloc_hw.cost.analytical import model
 
@@ -122,7 +95,9 @@ class AnalyticalCostModel:
         from haloc_hw.spec.constraints import load_constraints
         from haloc_hw.spec.energy import load_energy_table
         from haloc_hw.spec.loader import load_arch
+        from haloc_hw.spec.shipped import default_constraints_path, default_ert_path, resolve_spec_path
 
+        arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
         ert = Path(ert_path) if ert_path is not None else default_ert_path(arch_path)
         if ert is None:
