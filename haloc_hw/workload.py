@@ -485,3 +485,17 @@ def load_problem(path: str | Path) -> ConvShape:
         return ConvShape(**values)
     except HalocError as err:
         raise HalocError(err.message, file=path, key=f"problem.instance.{err.key}", fix=err.fix) from None
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """``"3,224,224"`` (or ``"3x224x224"``) -> ``(3, 224, 224)``; anything else is a :class:`HalocError`.
+
+    The one parser behind every ``--input-size`` option.
+    """
+    try:
+        values = tuple(int(p) for p in str(text).replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise HalocError(f"bad input size '{text}'", key="--input-size", fix="write C,H,W, e.g. 3,224,224")
+    return values  # type: ignore[return-value]

@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from haloc_hw.errors import HalocError
+from haloc_hw.workload import parse_input_size
 
 log = logging.getLogger(__name__)
-
-# Per-sample input (C, H, W) a model is benchmarked on when neither --input-size nor the table says.
-_IMAGENET_MODELS = ("resnet18", "mobilenet_v2")
 
 
 @dataclass(frozen=True)
@@ -106,16 +104,6 @@ def load_ranks(path: str | Path) -> dict[str, tuple[int, int]]:
     return ranks
 
 
-def _parse_input_size(text: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise HalocError(f"input size '{text}' is not C,H,W", key="--input-size", fix="write e.g. 3,224,224")
-    return parts  # type: ignore[return-value]
-
-
 def _measure(backend: Any, model: Any, batch: int, input_size: tuple[int, int, int]) -> Measured:
     module, x = backend.prepare(model, (batch, *input_size))
     try:
@@ -145,7 +133,7 @@ def run_bench(
     format and batch apply). Weights are random: latency does not depend on them, so the
     Tucker-2 factors are computed with ``n_iter`` HOOI rounds (0: plain HOSVD, fast).
     """
-    from haloc_hw.models import build_model
+    from haloc_hw.models import IMAGENET_MODELS, build_model
 
     table = None
     if table_path is not None:
@@ -157,13 +145,13 @@ def run_bench(
         if isinstance(meta_size, (list, tuple)) and len(meta_size) == 3:
             input_size = tuple(int(v) for v in meta_size)  # type: ignore[assignment]
         else:
-            input_size = (3, 224, 224) if model_name.lower() in _IMAGENET_MODELS else (3, 32, 32)
+            input_size = (3, 224, 224) if model_name.lower() in IMAGENET_MODELS else (3, 32, 32)
     if num_classes is None:
         meta_classes = table.metadata.get("num_classes") if table is not None else None
         if isinstance(meta_classes, int) and meta_classes > 0:
             num_classes = meta_classes
         else:
-            num_classes = 1000 if model_name.lower() in _IMAGENET_MODELS else 10
+            num_classes = 1000 if model_name.lower() in IMAGENET_MODELS else 10
     batch = backend.batch or 1
     model = build_model(model_name, num_classes=num_classes, in_channels=input_size[0])
     model.eval()
@@ -285,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         backend,
         ranks=ranks,
-        input_size=_parse_input_size(args.input_size) if args.input_size else None,
+        input_size=parse_input_size(args.input_size) if args.input_size else None,
         num_classes=args.num_classes,
         table_path=args.table,
     )

@@ -27,7 +27,6 @@ from typing import Any
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256
 
-IMAGENET_LIKE = ("resnet18", "mobilenet_v2")
 DATASET_CLASSES = {"imagenet": 1000, "cifar100": 100}
 
 
@@ -80,20 +79,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _input_size(args: argparse.Namespace) -> tuple[int, int, int]:
     from haloc_hw.models import default_input_size
+    from haloc_hw.workload import parse_input_size
 
     if args.input_size:
-        try:
-            values = tuple(int(v) for v in args.input_size.replace("x", ",").split(","))
-        except ValueError:
-            values = ()
-        if len(values) != 3 or min(values) < 1:
-            raise HalocError(f"bad input size '{args.input_size}'", key="--input-size", fix="give C,H,W such as 3,224,224")
-        return values  # type: ignore[return-value]
+        return parse_input_size(args.input_size)
     return default_input_size(args.model, _dataset(args))
 
 
 def _dataset(args: argparse.Namespace) -> str:
-    return args.dataset or ("imagenet" if args.model in IMAGENET_LIKE else "cifar10")
+    from haloc_hw.models import default_dataset
+
+    return args.dataset or default_dataset(args.model)
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -24,24 +24,12 @@ import tempfile
 from pathlib import Path
 
 from haloc_hw.errors import HalocError
-from haloc_hw.workload import DIALECTS, ConvShape
+from haloc_hw.workload import DIALECTS, ConvShape, parse_input_size
 
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS: tuple[str, ...] = ("layer", "r1", "r2", "role", "C", "M", "R", "S", "P", "Q", "N", "G", "stride", "macs", "file")
 PROBLEM_DIR = "problems"
-
-
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """``"3,224,224"`` → ``(3, 224, 224)``; anything else is a :class:`HalocError`."""
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise HalocError(f"bad input size '{text}'", key="--input-size", fix="write C,H,W, e.g. 3,224,224")
-    return values  # type: ignore[return-value]
 
 
 def _stride_text(shape: ConvShape) -> str:
@@ -164,7 +152,7 @@ def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from haloc_hw.models import MODEL_NAMES, default_input_size
+    from haloc_hw.models import MODEL_NAMES, default_dataset, default_input_size
 
     model = args.model.lower().replace("-", "_")
     if model not in MODEL_NAMES:
@@ -172,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.input_size is not None:
         size = parse_input_size(args.input_size)
     else:
-        dataset = args.dataset or ("imagenet" if model in ("resnet18", "mobilenet_v2") else "cifar10")
+        dataset = args.dataset or default_dataset(model)
         size = default_input_size(model, dataset)
     if args.step is not None and args.step < 1:
         raise HalocError(f"rank step must be a positive integer, got {args.step}", key="--step", fix="use e.g. 8, 16 or 32")

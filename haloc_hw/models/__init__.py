@@ -14,6 +14,8 @@ from torch import nn
 from haloc_hw.errors import HalocError
 
 MODEL_NAMES: tuple[str, ...] = ("resnet20", "vgg16", "resnet18", "mobilenet_v2")
+# The torchvision networks, sized for ImageNet inputs; the others for CIFAR.
+IMAGENET_MODELS: tuple[str, ...] = ("resnet18", "mobilenet_v2")
 
 # Per-sample input (C, H, W) of each dataset haloc_hw.data knows (plus a few aliases).
 DATASET_INPUT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -61,4 +63,10 @@ def default_input_size(name: str, dataset: str) -> tuple[int, int, int]:
     return DATASET_INPUT_SIZES[key]
 
 
-__all__ = ["DATASET_INPUT_SIZES", "MODEL_NAMES", "build_model", "default_input_size"]
+def default_dataset(name: str) -> str:
+    """The dataset a model is sized for when none is given: ImageNet or CIFAR-10."""
+    return "imagenet" if name in IMAGENET_MODELS else "cifar10"
+
+
+__all__ = ["DATASET_INPUT_SIZES", "IMAGENET_MODELS", "MODEL_NAMES", "build_model", "default_dataset",
+           "default_input_size"]
