@@ -337,12 +337,9 @@ class TimeloopCostModel:
         rc, seconds = _run(argv, work, self.timeout_s, work / "mapper.log")
         stats_path = work / "mapper" / "timeloop-mapper.stats.txt"
         map_path = work / "mapper" / "timeloop-mapper.map.yaml"
-        if rc == _TIMED_OUT:
-            raise HalocError(f"timeloop-mapper timed out after {self.timeout_s:g} s for {shape.key}", file=work,
-                             fix="raise --timeloop-timeout, or lower the mapper's search effort (timeout, victory-condition)")  # fmt: skip
-        if rc != 0:
-            raise HalocError(f"timeloop-mapper crashed (exit {rc}) for {shape.key}: {_tail(work / 'mapper.log')}",
-                             file=work / "mapper.log", fix="read the log; check the arch, constraints and problem files there")  # fmt: skip
+        self._check_exit("timeloop-mapper", rc, shape, work, work / "mapper.log",
+                         timeout_fix="raise --timeloop-timeout, or lower the mapper's search effort (timeout, victory-condition)",
+                         crash_fix="read the log; check the arch, constraints and problem files there")
         if not stats_path.is_file() or stats_path.stat().st_size == 0 or not map_path.is_file():
             raise HalocError(f"timeloop-mapper found no valid mapping for {shape.key}: {_tail(work / 'mapper.log', 2)}",
                              file=work, fix="relax the constraints for this layer shape, or raise the mapper's timeout")  # fmt: skip
@@ -354,16 +351,20 @@ class TimeloopCostModel:
         argv = [str(self.model_exe), *model_inputs, "-o", "model"]
         rc, model_seconds = _run(argv, work, self.timeout_s, work / "model.log")
         model_stats = work / "model" / "timeloop-model.stats.txt"
-        if rc == _TIMED_OUT:
-            raise HalocError(f"timeloop-model timed out after {self.timeout_s:g} s for {shape.key}", file=work,
-                             fix="raise --timeloop-timeout")  # fmt: skip
-        if rc != 0:
-            raise HalocError(f"timeloop-model crashed (exit {rc}) for {shape.key}: {_tail(work / 'model.log')}",
-                             file=work / "model.log", fix="read the log; the mapping in map.yaml may not fit the arch")  # fmt: skip
+        self._check_exit("timeloop-model", rc, shape, work, work / "model.log", timeout_fix="raise --timeloop-timeout",
+                         crash_fix="read the log; the mapping in map.yaml may not fit the arch")
         if not model_stats.is_file() or model_stats.stat().st_size == 0:
             raise HalocError(f"timeloop-model wrote no stats for {shape.key}: {_tail(work / 'model.log', 2)}",
                              file=work, fix="read model.log in that folder")  # fmt: skip
         return parse_stats(model_stats), seconds + model_seconds
+
+    def _check_exit(self, tool: str, rc: int, shape: ConvShape, work: Path, log_path: Path, *,
+                    timeout_fix: str, crash_fix: str) -> None:
+        """A timeout or a non-zero exit of ``tool`` becomes a :class:`HalocError` naming its job folder or log."""
+        if rc == _TIMED_OUT:
+            raise HalocError(f"{tool} timed out after {self.timeout_s:g} s for {shape.key}", file=work, fix=timeout_fix)
+        if rc != 0:
+            raise HalocError(f"{tool} crashed (exit {rc}) for {shape.key}: {_tail(log_path)}", file=log_path, fix=crash_fix)
 
 
 _TIMED_OUT = -1000
