@@ -39,6 +39,15 @@ TABLE_METRICS = ("cycles", "energy_pJ", "latency_s", "edp")
 # command-line options
 
 
+def add_run_parser(subparsers: Any, name: str, *, help: str, doc: str) -> argparse.ArgumentParser:
+    """The sub-command parser of a run command (``doc``'s first line as description, defaults shown).
+
+    It resolves option conflicts, as :func:`add_run_arguments` needs.
+    """
+    return subparsers.add_parser(name, help=help, description=doc.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, conflict_handler="resolve")
+
+
 def add_run_arguments(p: argparse.ArgumentParser, *, arch_repeats: bool = False) -> None:
     """The options search, baseline and sweep share (same names, same defaults).
 

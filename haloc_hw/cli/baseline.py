@@ -26,13 +26,10 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: Any) -> None:
     from haloc_hw.baselines import METHODS
-    from haloc_hw.pipeline import add_run_arguments
+    from haloc_hw.pipeline import add_run_arguments, add_run_parser
 
-    p = subparsers.add_parser(
-        "baseline", help="uniform / VBMF / greedy ranks at the search's budget, fine-tuned the same way",
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        conflict_handler="resolve",
-    )
+    p = add_run_parser(subparsers, "baseline", doc=__doc__,
+                       help="uniform / VBMF / greedy ranks at the search's budget, fine-tuned the same way")
     p.add_argument("--method", required=True, choices=METHODS, help="rank allocation rule")
     add_run_arguments(p)
     p.set_defaults(func=run)

@@ -29,13 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    from haloc_hw.pipeline import add_run_arguments, add_search_arguments
+    from haloc_hw.pipeline import add_run_arguments, add_run_parser, add_search_arguments
 
-    p = subparsers.add_parser(
-        "search", help="HALOC rank search + fine-tune under a hardware budget (the main command)",
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        conflict_handler="resolve",
-    )
+    p = add_run_parser(subparsers, "search", doc=__doc__,
+                       help="HALOC rank search + fine-tune under a hardware budget (the main command)")
     add_run_arguments(p)
     add_search_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -12,14 +12,11 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from haloc_hw.pipeline import add_run_arguments, add_search_arguments
+    from haloc_hw.pipeline import add_run_arguments, add_run_parser, add_search_arguments
     from haloc_hw.sweep import METHODS
 
-    p = subparsers.add_parser(
-        "sweep", help="search / baselines on several architectures; Pareto set by accuracy, energy, cycles",
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        conflict_handler="resolve",
-    )
+    p = add_run_parser(subparsers, "sweep", doc=__doc__,
+                       help="search / baselines on several architectures; Pareto set by accuracy, energy, cycles")
     add_run_arguments(p, arch_repeats=True)
     p.add_argument("--methods", default="haloc", metavar="LIST",
                    help=f"comma-separated subset of {','.join(METHODS)} (haloc = the search)")
