@@ -143,6 +143,31 @@ def resolve_run_budget(args: argparse.Namespace) -> tuple[str, str]:
     return metric, str(text)
 
 
+def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, out: Path) -> None:
+    """Fail fast, before any training or table build, on inputs a user got wrong.
+
+    Checks the model name, ``--base`` and ``--table`` paths, the budget's syntax, and, when
+    a table will have to be built, that the backend can be created for ``--arch`` (the arch,
+    energy table and constraints parse; a GPU backend finds its device; Timeloop is on PATH).
+    Nothing is written.
+    """
+    from haloc_hw.cost.backends import BackendContext, create_backend
+    from haloc_hw.models import MODEL_NAMES
+    from haloc_hw.search.budget import parse_budget
+    from haloc_hw.spec.shipped import resolve_spec_path
+
+    if args.model not in MODEL_NAMES:
+        raise HalocError(f"unknown model '{args.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+    if args.base is not None and not Path(args.base).exists():
+        raise HalocError("base model not found", file=args.base, key="--base",
+                         fix="pass a run folder or model.pt written by 'haloc-hw train', or leave --base out")
+    parse_budget(budget_text, metric)
+    table_path = args.table or out / "table.sqlite"
+    if not table_path.exists():
+        arch = resolve_spec_path(args.arch, key="--arch")
+        create_backend(args.backend, args, BackendContext(arch_path=arch, out_dir=table_path.parent, jobs=1))
+
+
 def prepare_data(args: argparse.Namespace, *, echo: Echo = print) -> Any:
     """The run's :class:`~haloc_hw.data.DataBundle`.
 

@@ -77,3 +77,22 @@ def test_unreachable_budget_and_conflicting_flags_fail_in_one_line(tiny_run, tmp
     assert code == 2 and "more than one budget" in capsys.readouterr().err
     code = main(["search", "--budget-energy", "0.5", "--metric", "cycles", "--out", str(tmp_path / "m"), *TINY])
     assert code == 2 and "contradicts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--arch", "no/such/arch.yaml"], "no/such/arch.yaml"),
+        (["--budget-energy", "lots"], "budget-energy"),
+        (["--base", "no/such/model.pt"], "--base"),
+        (["--model", "resnet99"], "--model"),
+    ],
+)
+def test_bad_inputs_fail_before_any_training_and_write_nothing(tmp_path, capsys, extra, named):
+    out = tmp_path / "run"
+    args = ["search", "--out", str(out), *TINY]
+    code = main([*args, *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and named in err
+    assert not out.exists()

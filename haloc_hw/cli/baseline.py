@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     metric, budget_text = pipeline.resolve_run_budget(args)
     if args.batch < 1:
         raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
+    pipeline.check_run_inputs(args, metric, budget_text, out)
     budget = parse_budget(budget_text, metric)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "baseline.log")

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                          fix="pass --resume to continue it, or choose another --out")
     if args.batch < 1:
         raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
+    pipeline.check_run_inputs(args, metric, budget_text, out)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / ("search.log" if not dist_rank else f"search.rank{dist_rank}.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
