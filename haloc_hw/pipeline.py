@@ -7,7 +7,7 @@ and a baseline run folder are compared on equal terms by ``haloc-hw report`` (sa
 fine-tuning recipe, same ``metrics.json`` keys, same ``model.pt`` / ``model.onnx``).
 
 The functions read the parsed options of :func:`add_run_arguments` (an
-``argparse.Namespace``); messages for the user go through ``echo`` (``print`` by default,
+``argparse.Namespace``); messages for the user go through ``echo`` (the module logger by default; the CLI passes ``print``,
 as the commands show them on the terminal). Heavy imports (torch, the cost backends) are
 made inside the functions so building the CLI parser stays cheap.
 """
@@ -168,7 +168,7 @@ def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, ou
         create_backend(args.backend, args, BackendContext(arch_path=arch, out_dir=table_path.parent, jobs=1))
 
 
-def prepare_data(args: argparse.Namespace, *, echo: Echo = print) -> Any:
+def prepare_data(args: argparse.Namespace, *, echo: Echo = log.info) -> Any:
     """The run's :class:`~haloc_hw.data.DataBundle`.
 
     ``--data`` when given; else Fashion-MNIST from the local copy when present, else
@@ -189,7 +189,7 @@ def prepare_data(args: argparse.Namespace, *, echo: Echo = print) -> Any:
 
 
 def load_or_train_base(args: argparse.Namespace, data: Any, out: Path, *,
-                       echo: Echo = print) -> tuple[Any, dict[str, Any]]:
+                       echo: Echo = log.info) -> tuple[Any, dict[str, Any]]:
     """The uncompressed model to compress, and what ``config.yaml`` records about it.
 
     ``--base`` (checked against ``--model`` and the data), else ``OUT/base`` from an earlier
@@ -268,7 +268,7 @@ def build_cost_table(args: argparse.Namespace, arch_path: Path, layers: list[Any
 
 
 def load_or_build_table(args: argparse.Namespace, model: Any, data: Any, out: Path, build: bool = True, *,
-                        echo: Echo = print) -> tuple[Any, Path]:
+                        echo: Echo = log.info) -> tuple[Any, Path]:
     """The run's cost table and its path: ``--table`` (built there when missing) or ``OUT/table.sqlite``.
 
     ``build=False`` opens an existing ``OUT/table.sqlite`` as it is (the non-zero ranks of a
@@ -448,7 +448,7 @@ def summary_lines(plan: Any, metrics: Mapping[str, Any], out: Path) -> list[str]
     return lines
 
 
-def print_summary(plan: Any, metrics: Mapping[str, Any], out: Path, *, echo: Echo = print) -> None:
+def print_summary(plan: Any, metrics: Mapping[str, Any], out: Path, *, echo: Echo = log.info) -> None:
     """Show :func:`summary_lines` (the commands call this last)."""
     for line in summary_lines(plan, metrics, out):
         echo(line)

@@ -170,8 +170,12 @@ def _summarise(entry: SweepEntry) -> None:
     entry.ranks = {n: list(r) for n, r in run.layer_ranks.items()}
 
 
-def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Namespace], int] | None = None) -> SweepResult:
-    """Run the sweep described by the parsed ``haloc-hw sweep`` options (see the module docstring)."""
+def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Namespace], int] | None = None,
+              echo: Callable[[str], None] = log.info) -> SweepResult:
+    """Run the sweep described by the parsed ``haloc-hw sweep`` options (see the module docstring).
+
+    Progress messages go to ``echo`` (the module logger by default; the CLI passes ``print``).
+    """
     from haloc_hw import pipeline
     from haloc_hw.search.search import CHECKPOINT_NAME
     from haloc_hw.train import seed_everything
@@ -185,9 +189,9 @@ def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Names
     runner = runner or _default_runner
 
     seed_everything(args.seed)
-    data = pipeline.prepare_data(args)
+    data = pipeline.prepare_data(args, echo=echo)
     base_ns = _run_args(args, "search", out=out, arch=archs[0], table=None, resume=True)
-    model, base_info = pipeline.load_or_train_base(base_ns, data, out)
+    model, base_info = pipeline.load_or_train_base(base_ns, data, out, echo=echo)
     base_path = Path(base_info["path"])
 
     entries: list[SweepEntry] = []
@@ -200,30 +204,30 @@ def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Names
             status = ArchStatus(arch=name, path=arch, table=None, mappable=False, error=err.message)
         statuses.append(status)
         if not status.mappable:
-            print(f"{name}: skipped, {status.error}")
+            echo(f"{name}: skipped, {status.error}")
             entries += [SweepEntry(name, arch, m, str(out / name / m), "unmappable", status.error) for m in methods]
             continue
         if status.missing_candidates:
-            print(f"{name}: candidates it cannot map are left out: "
+            echo(f"{name}: candidates it cannot map are left out: "
                   + ", ".join(f"{n} ({k})" for n, k in status.missing_candidates.items()))
         for method in methods:
             run_dir = out / name / method
             entry = SweepEntry(name, arch, method, str(run_dir), "ok")
             entries.append(entry)
             if (run_dir / "metrics.json").is_file() and (run_dir / "ranks.json").is_file():
-                print(f"{name}/{method}: reusing the finished run in {run_dir}")
+                echo(f"{name}/{method}: reusing the finished run in {run_dir}")
             else:
                 command = "search" if method == "haloc" else "baseline"
                 # an interrupted search continues from its checkpoint
                 extra = {"method": method} if command == "baseline" else {"resume": (run_dir / CHECKPOINT_NAME).exists()}
                 ns = _run_args(args, command, out=run_dir, arch=arch, table=table_path, base=base_path,
                                metric=metric, **extra)
-                print(f"{name}/{method}: running {command} into {run_dir}")
+                echo(f"{name}/{method}: running {command} into {run_dir}")
                 try:
                     runner(command, ns)
                 except HalocError as err:
                     entry.status, entry.error = "failed", str(err)
-                    print(f"{name}/{method}: failed: {err}")
+                    echo(f"{name}/{method}: failed: {err}")
                     continue
             _summarise(entry)
     return finish_sweep(out, entries, statuses, model=args.model, methods=methods, metric=metric,

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     root.addHandler(handler)
     try:
         seed_everything(args.seed)
-        data = pipeline.prepare_data(args)
-        model, base_info = pipeline.load_or_train_base(args, data, out)
-        table, table_path = pipeline.load_or_build_table(args, model, data, out)
+        data = pipeline.prepare_data(args, echo=print)
+        model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
+        table, table_path = pipeline.load_or_build_table(args, model, data, out, echo=print)
         candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
         print(f"{args.method} baseline: ranks of {len(candidates)} layers, budget {budget_text} of {metric}")
         result = allocate(args.method, table, candidates, budget, model, source=str(table_path),
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                       model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
                                       batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
                                       progress=not args.no_progress, extra_metrics={"method": args.method})
-        pipeline.print_summary(result.plan, metrics, out)
+        pipeline.print_summary(result.plan, metrics, out, echo=print)
         return 0
     finally:
         root.removeHandler(handler)

@@ -43,9 +43,28 @@ def _run_heatmap(args: argparse.Namespace) -> int:
 
 
 def _add_runs(sub: argparse._SubParsersAction) -> None:
-    from haloc_hw.report.markdown import add_runs_parser
+    """Add ``report runs`` to the ``haloc-hw report`` sub-commands."""
+    p = sub.add_parser(
+        "runs", help="compare run folders: report.md (+ html) with a Table-1-style comparison and plots",
+        description="Compare search and baseline run folders of one model and dataset: accuracy, FLOPs, params, "
+        "cycles, energy and latency reductions, chosen ranks, p during the search, fine-tuning curves, "
+        "accuracy vs cost with the Pareto front, and per-layer costs.",
+    )
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (config.yaml, ranks.json, metrics.json)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for report.md and the PNGs")
+    p.add_argument("--html", action="store_true", help="also write report.html")
+    p.add_argument("--group", action="store_true",
+                   help="runs of several models/datasets: one section per (model, dataset) instead of an error")
+    p.add_argument("--title", default="haloc-hw report", help="report title")
+    p.set_defaults(func=_run_runs)
 
-    add_runs_parser(sub)
+
+def _run_runs(args: argparse.Namespace) -> int:
+    from haloc_hw.report.markdown import write_report
+
+    result = write_report(args.runs, args.out, html_page=args.html, group=args.group, title=args.title)
+    print(f"wrote {result.markdown}" + (f" and {result.html}" if result.html else "") + f" with {len(result.images)} plot(s)")
+    return 0
 
 
 # Report kinds, in --help order.

@@ -109,14 +109,14 @@ def run(args: argparse.Namespace) -> int:
                 h.setLevel(old_level)
     try:
         seed_everything(args.seed)
-        data = pipeline.prepare_data(args)
+        data = pipeline.prepare_data(args, echo=print)
         if dist_rank:  # rank 0 trains the base and builds the table; the others then read them
             _barrier()
-            model, base_info = pipeline.load_or_train_base(args, data, out)
-            table, table_path = pipeline.load_or_build_table(args, model, data, out, build=False)
+            model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
+            table, table_path = pipeline.load_or_build_table(args, model, data, out, build=False, echo=print)
         else:
-            model, base_info = pipeline.load_or_train_base(args, data, out)
-            table, table_path = pipeline.load_or_build_table(args, model, data, out)
+            model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
+            table, table_path = pipeline.load_or_build_table(args, model, data, out, echo=print)
             _barrier()
         candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
         cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                                       model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
                                       batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
                                       progress=not args.no_progress, budget_text=budget_text)
-        pipeline.print_summary(plan, metrics, out)
+        pipeline.print_summary(plan, metrics, out, echo=print)
         return 0
     finally:
         root.removeHandler(handler)

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from haloc_hw.sweep import run_sweep
 
-    result = run_sweep(args)
+    result = run_sweep(args, echo=print)
     ok = [e for e in result.entries if e.status == "ok"]
     print(f"\n{len(ok)} of {len(result.entries)} runs finished; Pareto set over top-1 and "
           f"{', '.join(result.objectives) or '-'}:")

@@ -9,7 +9,6 @@ Markdown and, when asked, to a self-contained HTML page that links the same PNGs
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
 import re
@@ -243,32 +242,5 @@ def write_report(run_dirs: Sequence[str | Path] | Sequence[RunRecord], out: str 
     return ReportResult(md_path, html_path, images)
 
 
-# ---------------------------------------------------------------------------------------
-# CLI: ``haloc-hw report runs RUN... --out DIR``
-
-
-def add_runs_parser(sub: Any) -> None:
-    """Add ``report runs`` to the ``haloc-hw report`` sub-commands."""
-    p = sub.add_parser(
-        "runs", help="compare run folders: report.md (+ html) with a Table-1-style comparison and plots",
-        description="Compare search and baseline run folders of one model and dataset: accuracy, FLOPs, params, "
-        "cycles, energy and latency reductions, chosen ranks, p during the search, fine-tuning curves, "
-        "accuracy vs cost with the Pareto front, and per-layer costs.",
-    )
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (config.yaml, ranks.json, metrics.json)")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for report.md and the PNGs")
-    p.add_argument("--html", action="store_true", help="also write report.html")
-    p.add_argument("--group", action="store_true",
-                   help="runs of several models/datasets: one section per (model, dataset) instead of an error")
-    p.add_argument("--title", default="haloc-hw report", help="report title")
-    p.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    result = write_report(args.runs, args.out, html_page=args.html, group=args.group, title=args.title)
-    print(f"wrote {result.markdown}" + (f" and {result.html}" if result.html else "") + f" with {len(result.images)} plot(s)")
-    return 0
-
-
-__all__ = ["Block", "ReportResult", "add_runs_parser", "build_document", "comparison_rows", "render_html",
+__all__ = ["Block", "ReportResult", "build_document", "comparison_rows", "render_html",
            "render_markdown", "write_report"]
