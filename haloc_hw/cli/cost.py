@@ -14,9 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haloc_hw.errors import HalocError
+
+if TYPE_CHECKING:
+    from haloc_hw.cost.analytical.model import Evaluation
+    from haloc_hw.spec.model import Architecture, EnergyTable
+    from haloc_hw.workload import ConvShape
 
 ROLES = {
     "architecture": "arch",
@@ -80,64 +85,24 @@ def _one(roles: dict[str, list[Path]], role: str, what: str) -> Path:
     return files[0]
 
 
-def _load_common(roles: dict[str, list[Path]]) -> tuple[Any, Any, Any, Path]:
-    from haloc_hw.spec.shipped import default_ert_path
+def _load_common(roles: dict[str, list[Path]]) -> tuple[Architecture, ConvShape, EnergyTable, Path]:
     from haloc_hw.spec.energy import load_energy_table
     from haloc_hw.spec.loader import load_arch
+    from haloc_hw.spec.shipped import require_ert_path
     from haloc_hw.workload import load_problem
 
     arch_path = _one(roles, "arch", "architecture")
     arch = load_arch(arch_path)
     shape = load_problem(_one(roles, "problem", "problem"))
-    if roles.get("ert"):
-        ert_path = _one(roles, "ert", "ERT")
-    else:
-        found = default_ert_path(arch_path)
-        if found is None:
-            raise HalocError("no energy table (ERT) given and none next to the architecture", file=arch_path, key="ERT",
-                             fix="add an ERT YAML to the command line")
-        ert_path = found
-    energy = load_energy_table(ert_path, arch)
-    return arch, shape, energy, arch_path
+    ert_path = require_ert_path(arch_path, _one(roles, "ert", "ERT") if roles.get("ert") else None)
+    return arch, shape, load_energy_table(ert_path, arch), arch_path
 
 
-def evaluation_json(ev: Any) -> dict[str, Any]:
-    """The evaluation as a JSON object with at least cycles, energy_pJ, computes, utilization, levels."""
-    doc = dict(ev.to_json()) if hasattr(ev, "to_json") else {}
-    for key in ("cycles", "energy_pJ", "computes", "utilization"):
-        if key not in doc and hasattr(ev, key):
-            doc[key] = getattr(ev, key)
-    return doc
+def _report(ev: Evaluation, title: str, arch: Architecture, energy: EnergyTable) -> tuple[dict[str, Any], str]:
+    """The evaluation as JSON data and as a Timeloop-style ``stats.txt`` (with each level's SPECS)."""
+    from haloc_hw.cost.analytical.report import stats_text
 
-
-def stats_text(ev: Any, title: str) -> str:
-    """A readable report: the model's own report when it has one, else a short summary."""
-    try:
-        from haloc_hw.cost.analytical import model as model_mod
-    except ImportError:  # pragma: no cover - the model ships with the package
-        model_mod = None
-    for name in ("format_stats", "stats_text", "report"):
-        fn = getattr(model_mod, name, None) if model_mod else None
-        if callable(fn):
-            try:
-                return str(fn(ev))
-            except TypeError:
-                continue
-    for name in ("stats_text", "report", "to_text"):
-        fn = getattr(ev, name, None)
-        if callable(fn):
-            return str(fn())
-    doc = evaluation_json(ev)
-    lines = [title, "", f"Cycles: {doc.get('cycles')}", f"Computes: {doc.get('computes')}",
-             f"Utilization: {doc.get('utilization')}", f"Energy: {doc.get('energy_pJ')} pJ", ""]
-    levels = doc.get("levels", {})
-    if isinstance(levels, dict):
-        for name, body in levels.items():
-            lines.append(f"=== {name} ===")
-            if isinstance(body, dict):
-                for k, v in body.items():
-                    lines.append(f"  {k}: {v}")
-    return "\n".join(lines) + "\n"
+    return ev.to_json(), stats_text(ev, title, arch, energy)
 
 
 def _summary(doc: dict[str, Any]) -> str:
@@ -156,12 +121,11 @@ def run_model(args: argparse.Namespace) -> int:
     arch, shape, energy, _ = _load_common(roles)
     mapping = load_mapping(_one(roles, "mapping", "mapping"), arch)
     ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
-    doc = _plain(evaluation_json(ev))
-    text = stats_text(ev, "haloc-hw cost model")
+    doc, text = _report(ev, "haloc-hw cost model", arch, energy)
     if args.out:
         write_text_atomic(Path(args.out) / "stats.txt", text)
         write_json_atomic(Path(args.out) / "stats.json", doc)
-    print(json.dumps(doc, indent=2, default=_jsonable) if args.json else _summary(doc))
+    print(json.dumps(doc, indent=2) if args.json else _summary(doc))
     return 0
 
 
@@ -174,46 +138,25 @@ def run_map(args: argparse.Namespace) -> int:
     roles = classify(args.files)
     arch, shape, energy, arch_path = _load_common(roles)
     cons_files = list(roles.get("constraints", []))
-    if not cons_files and not getattr(arch, "node_constraints", ()):
-        shipped = default_constraints_path(arch_path)
-        if shipped is not None:
-            cons_files = [shipped]  # the shipped row-stationary constraints, as the backend uses
+    if not cons_files and not arch.node_constraints:
+        cons_files = [default_constraints_path(arch_path)]  # the shipped row-stationary constraints
     constraints = load_constraints(cons_files, arch)
     settings = MapperSettings.from_file(_one(roles, "mapper", "mapper settings")) if roles.get("mapper") else MapperSettings()
     result = Mapper(arch, constraints, energy, settings).search(shape, args.metric)
-    doc = evaluation_json(result.evaluation)
+    doc, text = _report(result.evaluation, "haloc-hw cost map", arch, energy)
     map_doc = mapping_to_yaml(result.mapping)
     doc["mapping"] = map_doc["mapping"]
     doc["mapper"] = {"metric": ",".join(result.metric), "evaluated": result.evaluated, "valid": result.valid,
                      "seconds": round(result.seconds, 4)}
-    doc = _plain(doc)
-    text = stats_text(result.evaluation, "haloc-hw cost map")
     if args.out:
         out = Path(args.out)
         write_yaml_atomic(out / "map.yaml", map_doc)
         write_text_atomic(out / "stats.txt", text)
         write_json_atomic(out / "stats.json", doc)
     if args.json:
-        print(json.dumps(doc, indent=2, default=_jsonable))
+        print(json.dumps(doc, indent=2))
     else:
         print(_summary(doc))
         print(f"searched {result.evaluated} mappings ({result.valid} valid) in {result.seconds:.2f} s; "
               f"constraints: {constraints.source or 'none'}")
     return 0
-
-
-def _plain(doc: dict[str, Any]) -> dict[str, Any]:
-    """Plain JSON types only (numpy scalars and arrays, tuples, sets converted)."""
-    return json.loads(json.dumps(doc, default=_jsonable))
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -76,6 +76,21 @@ def default_ert_path(arch_path: str | Path | None = None) -> Path | None:
     return path
 
 
+def require_ert_path(arch_path: str | Path, ert_path: str | Path | None = None) -> Path:
+    """``ert_path`` if given, else the energy table beside ``arch_path``; none raises :class:`HalocError`."""
+    if ert_path is not None:
+        return Path(ert_path)
+    found = default_ert_path(arch_path)
+    if found is None:
+        raise HalocError(
+            "no energy table (ERT) given and none next to the architecture",
+            file=arch_path,
+            key="ERT",
+            fix=f"pass an ERT file, or put one at {Path(arch_path).with_suffix('')}.ert.yaml",
+        )
+    return found
+
+
 def shipped_files(kind: str) -> list[Path]:
     """All shipped files of one kind (``arch`` or ``mappings``), sorted."""
     return sorted(p for p in data_path(kind).glob("*.yaml") if p.is_file())

@@ -9,31 +9,20 @@ given constraints and metric; the winner's exact evaluation becomes a
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 from haloc_hw.cost.analytical.mapper import MAPPER_VERSION, Mapper, MapperSettings, parse_metric
+from haloc_hw.cost.analytical.model import MODEL_VERSION, Evaluation
 from haloc_hw.cost.base import Cost
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Constraints
 from haloc_hw.spec.model import Architecture, EnergyTable
 from haloc_hw.workload import ConvShape
 
-log = logging.getLogger(__name__)
 
 # Bump when the backend's own behaviour changes (the model's version is appended).
 BACKEND_VERSION = "1"
-
-
-def _model_version() -> str:
-    from haloc_hw.cost.analytical import model
-
-    for name in ("MODEL_VERSION", "__version__", "VERSION"):
-        v = getattr(model, name, None)
-        if v is not None:
-            return str(v)
-    return "0"
 
 
 def _level_dict(obj: Any) -> dict[str, Any]:
@@ -95,27 +84,18 @@ class AnalyticalCostModel:
         from haloc_hw.spec.constraints import load_constraints
         from haloc_hw.spec.energy import load_energy_table
         from haloc_hw.spec.loader import load_arch
-        from haloc_hw.spec.shipped import default_constraints_path, default_ert_path, resolve_spec_path
+        from haloc_hw.spec.shipped import default_constraints_path, require_ert_path, resolve_spec_path
 
         arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
-        ert = Path(ert_path) if ert_path is not None else default_ert_path(arch_path)
-        if ert is None:
-            raise HalocError(
-                "no energy table found next to the architecture",
-                file=arch_path, key="ERT",
-                fix=f"pass an ERT file or put one at {Path(arch_path).with_suffix('')}.ert.yaml",
-            )
+        ert = require_ert_path(arch_path, ert_path)
         if constraints_path is None:
             constraints_path = default_constraints_path(arch_path)
-            if constraints_path is None:
-                log.warning("no constraints given and no mappings/row_stationary.yaml found: searching the unconstrained map space")
-        paths = [] if constraints_path is None else ([constraints_path] if isinstance(constraints_path, (str, Path)) else list(constraints_path))
-        constraints = load_constraints(paths, arch)
+        constraints = load_constraints(constraints_path, arch)
         return cls(arch, load_energy_table(ert, arch), constraints, metric=metric, clock_hz=clock_hz, settings=settings)
 
     def version(self) -> str:
-        return f"{BACKEND_VERSION}+mapper{MAPPER_VERSION}+model{_model_version()}"
+        return f"{BACKEND_VERSION}+mapper{MAPPER_VERSION}+model{MODEL_VERSION}"
 
     def fingerprint(self) -> dict[str, Any]:
         s = self.settings
@@ -146,34 +126,21 @@ class AnalyticalCostModel:
             breakdown: dict[str, Any] = {
                 "levels": _level_energies(ev),
                 "mapping": mapping_to_yaml(res.mapping),
-                "computes": int(getattr(ev, "computes", shape.macs)),
+                "computes": ev.computes,
                 "mapper": {"evaluated": res.evaluated, "valid": res.valid, "seconds": round(res.seconds, 4)},
             }
             out.append(Cost(
                 cycles=cycles,
                 energy_pJ=float(ev.energy_pJ),
                 latency_s=cycles / self.clock_hz if self.clock_hz else None,
-                utilization=float(ev.utilization) if getattr(ev, "utilization", None) is not None else None,
+                utilization=float(ev.utilization),
                 breakdown=breakdown,
             ))
         return out
 
 
-def _level_energies(ev: Any) -> dict[str, float]:
-    """Per-level energy in pJ from an evaluation (MAC included), whatever its exact layout."""
-    if hasattr(ev, "level_energy_pJ"):
-        return {str(k): float(v) for k, v in dict(ev.level_energy_pJ).items()}
-    doc = ev.to_json() if hasattr(ev, "to_json") else {}
-    out: dict[str, float] = {}
-    levels = doc.get("levels", {}) if isinstance(doc, dict) else {}
-    items = levels.items() if isinstance(levels, dict) else ((lv.get("name"), lv) for lv in levels)
-    for name, body in items:
-        if isinstance(body, dict):
-            if "energy_pJ" in body:
-                out[str(name)] = float(body["energy_pJ"])
-            else:
-                out[str(name)] = float(sum(float(v.get("energy_pJ", 0.0)) for v in body.values() if isinstance(v, dict)))
-    for key in ("mac_energy_pJ", "compute_energy_pJ"):
-        if isinstance(doc, dict) and key in doc:
-            out["mac"] = float(doc[key])
+def _level_energies(ev: Evaluation) -> dict[str, float]:
+    """Energy in pJ of every storage level, and of the MAC array under ``"mac"``."""
+    out = {lvl.name: lvl.energy_pJ for lvl in ev.levels}
+    out["mac"] = float(ev.mac_energy_pJ)
     return out
