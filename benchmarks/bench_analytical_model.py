@@ -99,7 +99,7 @@ def main() -> None:
                   f"per-row link-transfer path)")
     # one at a time
     n = 200
-    mps = [mapping_from_structure(full, rows_row, arch) for rows_row in random_rows(full, shape, {d: [k for k, s in enumerate(full.slots) if s.dim == d] for d in full.dims}, n, rng)]
+    mps = [mapping_from_structure(full, rows_row) for rows_row in random_rows(full, shape, {d: [k for k, s in enumerate(full.slots) if s.dim == d] for d in full.dims}, n, rng)]
     t0 = time.perf_counter()
     for mp in mps:
         try:

@@ -313,7 +313,7 @@ def _check_batch_against_single(model: AnalyticalModel, shape: ConvShape, struct
     res = model.evaluate_batch(shape, structure, rows)
     checked = 0
     for b in range(rows.shape[0]):
-        mp = mapping_from_structure(structure, rows[b], model.arch)
+        mp = mapping_from_structure(structure, rows[b])
         if res.valid[b]:
             ev = model.evaluate(shape, mp)
             assert ev.cycles == res.cycles[b]
@@ -368,7 +368,7 @@ def test_batch_equals_single_with_link_transfers_and_diagonal_groups() -> None:
 def test_structure_round_trip(golden) -> None:
     arch, energy, mapping, shape = golden
     structure, row = structure_from_mapping(mapping, arch, shape)
-    again = mapping_from_structure(structure, row, arch)
+    again = mapping_from_structure(structure, row)
     s2, row2 = structure_from_mapping(again, arch, shape)
     assert s2 == structure and (row2 == row).all()
     assert AnalyticalModel(arch, energy).evaluate(shape, again).cycles == 688128
@@ -651,7 +651,7 @@ def _compare_with_reference(model: AnalyticalModel, shape: ConvShape, structure:
     res = model.evaluate_batch(shape, structure, rows, check_capacity=True)
     n_valid = 0
     for b in range(rows.shape[0]):
-        mp = mapping_from_structure(structure, rows[b], model.arch)
+        mp = mapping_from_structure(structure, rows[b])
         ref = reference_evaluate(model.arch, model.energy, shape, mp)
         assert bool(res.valid[b]) == ref["valid"], b
         if not ref["valid"]:

@@ -33,7 +33,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -197,8 +197,7 @@ class Mapper:
         """(cycles, energy_pJ, valid) of ``rows`` under one structure."""
         merged = space.slot_factors(rows)
         # slots that are 1 in every row make no loop; leaving them out keeps the nest small
-        slots = tuple(k for k in sorted(merged, key=lambda k: (k[0], k[1] != "temporal", space.dims.index(k[2])))
-                      if (merged[k] != 1).any())
+        slots = tuple(k for k in _slot_order(space, merged) if (merged[k] != 1).any())
         factors = np.stack([merged[k] for k in slots], axis=1) if slots else np.ones((rows.shape[0], 0), dtype=np.int64)
         st = self._model_structure(space, spec, slots)
         res = self.model.evaluate_batch(space.shape, st, factors)
@@ -208,9 +207,9 @@ class Mapper:
         from haloc_hw.cost.analytical.nest import mapping_from_structure
 
         merged = space.slot_factors(row[None, :])
-        slots = tuple(sorted(merged, key=lambda k: (k[0], k[1] != "temporal", space.dims.index(k[2]))))
+        slots = _slot_order(space, merged)
         st = self._model_structure(space, spec, slots)
-        return mapping_from_structure(st, np.array([merged[k][0] for k in slots], dtype=np.int64), self.arch)
+        return mapping_from_structure(st, np.array([merged[k][0] for k in slots], dtype=np.int64))
 
     # ------------------------------------------------------------------ search
     def search(self, shape: ConvShape, metric: str | Sequence[str] | None = None) -> MapperResult:
@@ -457,6 +456,11 @@ class Mapper:
             if not improved:
                 break
         return evaluated, valid
+
+
+def _slot_order(space: MapSpace, slots: Iterable[tuple[int, str, str]]) -> tuple[tuple[int, str, str], ...]:
+    """Model slots in structure order: level outermost first, temporal before spatial, dims in problem order."""
+    return tuple(sorted(slots, key=lambda k: (k[0], k[1] != "temporal", space.dims.index(k[2]))))
 
 
 def _dedupe(best: _Best) -> tuple[list, list, list, list]:

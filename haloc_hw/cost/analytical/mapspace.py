@@ -21,10 +21,9 @@ searches. This module turns ``(arch, constraints, shape)`` into:
 Pruning of very large spaces (documented on :class:`SpaceLimits`): when a partial join
 exceeds ``max_rows`` rows, half of the kept rows are those with the largest spatial
 product so far and half are sampled with a fixed seed (the same inputs always give the same
-rows). The spatial product of a partial row is a myopic guide, so such cuts can miss the
-optimum, in delay as well as energy. Such a
-cut can miss the optimum; it never happens on the row-stationary constraints shipped
-with the project, whose spaces are small enough to enumerate exhaustively.
+rows). The spatial product of a partial row is a myopic guide, so such a cut can miss the
+optimum, in delay as well as energy; it never happens on the row-stationary constraints
+shipped with the project, whose spaces are small enough to enumerate exhaustively.
 
 Only dense, perfectly factorized mappings are generated (Timeloop's default map space).
 """
@@ -369,20 +368,15 @@ class MapSpace:
         self._mins[j] = int(d.min_factors.get(col.dim, 1)) if d else 1
 
     def _keep_combos(self) -> tuple[list[tuple[frozenset[str], ...]], bool]:
-        per_level: list[list[frozenset[str]]] = []
-        for rule in self.levels:
-            opts = []
-            for r in range(len(rule.keep_free) + 1):
-                for sub in itertools.combinations(rule.keep_free, r):
-                    opts.append(rule.keep_fixed | frozenset(sub))
-            opts.sort(key=lambda s: (-len(s), sorted(s)))  # "keep all" first
-            per_level.append(opts)
+        per_level = [sorted(self.keep_options(i), key=lambda s: (-len(s), sorted(s)))  # "keep all" first
+                     for i in range(self.n_levels)]
         total = math.prod(len(o) for o in per_level)
         if total <= self.limits.max_keep_combos:
             return [tuple(c) for c in itertools.product(*per_level)], True
         return [tuple(o[0] for o in per_level)], False
 
     def keep_options(self, level: int) -> list[frozenset[str]]:
+        """Every keep set the constraints allow at ``level`` (fixed keeps plus any subset of the free ones)."""
         rule = self.levels[level]
         out = []
         for r in range(len(rule.keep_free) + 1):

@@ -34,7 +34,7 @@ from haloc_hw.cost.analytical.nest import (
 from haloc_hw.cost.base import Cost
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Mapping
-from haloc_hw.spec.model import Architecture, EnergyTable
+from haloc_hw.spec.model import Architecture, EnergyTable, StorageLevel
 from haloc_hw.workload import ConvShape
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,11 @@ class BatchResult:
 def _round_half_away(x: np.ndarray) -> np.ndarray:
     """``std::round``: halves go away from zero."""
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _clusters(lvl: StorageLevel) -> int:
+    """Clusters of a level in the whole array (instances grouped by cluster size, at least one)."""
+    return max(lvl.instances // max(lvl.cluster_size, 1), 1)
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
@@ -364,7 +369,6 @@ class AnalyticalModel:
         computes = C * pre.mac_inst
 
         sizes = np.zeros((S, T, B), dtype=np.int64)
-        kept_size = np.zeros((S, T, B), dtype=np.int64)
         stats: dict[str, np.ndarray] = {}
         if detail:
             for k in ("P", "reads", "fills", "updates", "tr", "energy"):
@@ -378,10 +382,7 @@ class AnalyticalModel:
         for t in range(T):
             for s in range(S):
                 sizes[s, t] = np.prod(E_all[t][s], axis=1)
-        for t in range(T):
-            for s in range(S):
-                if nest.keep[s, t]:
-                    kept_size[s, t] = sizes[s, t]
+        kept_size = sizes * nest.keep[:, :, None]  # 0 where a level bypasses the data space
         # ---- capacity ----
         capacity_ok = np.ones(B, dtype=bool)
         cap_msgs: list[str] = []
@@ -461,7 +462,7 @@ class AnalyticalModel:
                         maybe |= cand
                 if link_check:
                     maybe |= have1 & (partial1 > 0) & feasible(tau1)
-                groups = self._groups(pre, p, dim_terms, len(axes))
+                groups = self._groups(pre, p, dim_terms)
                 CA[p] = groups.astype(np.float64) * D
                 GA[p] = pre.F[p].astype(np.float64) * D
                 if link_check and maybe.any():
@@ -527,7 +528,7 @@ class AnalyticalModel:
                     tr = np.zeros(B)
                 ae = self.energy.for_level(levels[s].name)
                 xy = pre.xe[s] * pre.ye[s]
-                clusters = np.minimum(xy, max(levels[s].instances // max(levels[s].cluster_size, 1), 1))
+                clusters = np.minimum(xy, _clusters(levels[s]))
                 cu = xy / clusters
                 ri, fi, ui = (v.astype(np.int64) for v in (reads, fills, updates))
                 e_inst = (_ceil_div(ri, bs) * ae.read + _ceil_div(fi, bs) * ae.fill + _ceil_div(ui, bs) * ae.update) / cu
@@ -580,7 +581,7 @@ class AnalyticalModel:
     # ---- multicast groups and link transfers ------------------------------------------
 
     @staticmethod
-    def _groups(pre: _Pre, p: int, dim_terms: dict[int, list[tuple[int, int]]], n_axes: int) -> np.ndarray:
+    def _groups(pre: _Pre, p: int, dim_terms: dict[int, list[tuple[int, int]]]) -> np.ndarray:
         """Number of distinct data-space offsets among the elements of level p's spatial run."""
         B = pre.B
         groups = np.ones(B, dtype=np.int64)
@@ -753,7 +754,7 @@ class AnalyticalModel:
                 fills = int(st["fills"][s, t, 0])
                 updates = int(st["updates"][s, t, 0])
                 xy = int(pre.xe[s][0] * pre.ye[s][0])
-                clusters = min(xy, max(lvl.instances // max(lvl.cluster_size, 1), 1))
+                clusters = min(xy, _clusters(lvl))
                 dss[ds.name] = DataSpaceStats(
                     partition_size=int(st["P"][s, t, 0]),
                     utilized_capacity=int(res["kept_size"][s, t, 0]),
@@ -782,10 +783,3 @@ class AnalyticalModel:
             mapping=mapping,
         )
 
-
-def stats_text(ev: Evaluation, title: str = "", arch: Architecture | None = None,
-               energy: EnergyTable | None = None) -> str:
-    """Timeloop-style text report of one evaluation (see :mod:`haloc_hw.cost.analytical.report`)."""
-    from haloc_hw.cost.analytical.report import stats_text as _text
-
-    return _text(ev, title, arch, energy)

@@ -172,8 +172,7 @@ def _keep_of(dt: Directive | None, arch: Architecture, i: int) -> frozenset[str]
     return _default_keep(arch, i)
 
 
-def mapping_from_structure(structure: MappingStructure, factors_row: np.ndarray | list[int],
-                           arch: Architecture) -> Mapping:
+def mapping_from_structure(structure: MappingStructure, factors_row: np.ndarray | list[int]) -> Mapping:
     """Rebuild a complete :class:`Mapping` (all factors, full permutations) from one row."""
     row = [int(v) for v in np.asarray(factors_row).reshape(-1)]
     if len(row) != len(structure.slots):
@@ -197,7 +196,6 @@ def mapping_from_structure(structure: MappingStructure, factors_row: np.ndarray 
             target=name, type="temporal",
             factors={d: fac.get((name, "temporal", d), 1) for d in structure.dims},
             permutation=structure.temporal_perm[i]))
-    del arch  # the structure already carries everything; kept for a stable signature
     return Mapping(tuple(directives))
 
 
