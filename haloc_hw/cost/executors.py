@@ -24,7 +24,7 @@ import os
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Self, Sequence
 
 from haloc_hw.errors import HalocError
 
@@ -90,7 +90,20 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-class SerialExecutor:
+class _Closing:
+    """``with executor:`` closes it (shuts a pool down, drops a Dask client) on the way out."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(_Closing):
     """Jobs one after another in this process (``--jobs 1``)."""
 
     name = "serial"
@@ -101,17 +114,8 @@ class SerialExecutor:
             value, error = _guarded(fn, item)
             yield JobResult(index, value, error)
 
-    def close(self) -> None:
-        pass
 
-    def __enter__(self) -> "SerialExecutor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class LocalExecutor:
+class LocalExecutor(_Closing):
     """A local process pool with ``jobs`` workers, started for each :meth:`run`.
 
     The job function is sent once per worker (pool initializer), not once per job. At most
@@ -165,14 +169,8 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> "LocalExecutor":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class DaskExecutor:
+class DaskExecutor(_Closing):
     """Jobs on a Dask ``distributed`` cluster reached at ``address`` (``tcp://host:8786``).
 
     ``client`` may be given instead of an address (tests pass one for a ``LocalCluster``).
@@ -201,7 +199,6 @@ class DaskExecutor:
                     fix="start it with 'dask scheduler' (and workers with 'dask worker ADDRESS'), or drop --scheduler to run locally",
                 ) from None
         self.client = client
-        self.address = address or getattr(client, "scheduler", None) and client.scheduler.address
         workers = client.scheduler_info().get("workers", {})
         self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
@@ -232,12 +229,6 @@ class DaskExecutor:
         if self._own_client:
             self.client.close()
 
-    def __enter__(self) -> "DaskExecutor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def make_executor(jobs: int | None = None, scheduler: str | None = None, *, timeout_s: float = 10.0) -> Executor:
     """The executor the CLI flags ask for: Dask with ``--scheduler``, serial for one job, else a pool.
@@ -248,6 +239,4 @@ def make_executor(jobs: int | None = None, scheduler: str | None = None, *, time
         return DaskExecutor(scheduler, timeout_s=timeout_s)
     if jobs is None:
         jobs = os.cpu_count() or 1
-    if jobs < 1:
-        raise HalocError(f"--jobs must be at least 1, got {jobs}", key="jobs", fix="pass --jobs 1 or more")
-    return SerialExecutor() if jobs == 1 else LocalExecutor(jobs)
+    return SerialExecutor() if jobs == 1 else LocalExecutor(jobs)  # LocalExecutor rejects jobs < 1
