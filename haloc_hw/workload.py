@@ -312,10 +312,11 @@ def _forward_on_meta(model: nn.Module, size: tuple[int, ...], dtype: Any) -> boo
     return True
 
 
-def _check_rank(name: str, value: Any, limit: int, channels: str) -> int:
+def check_rank(name: str, value: Any, limit: int, what: str) -> int:
+    """``value`` if it is an integer rank in ``1..limit`` (``what`` names the channels), else :class:`HalocError`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
         raise HalocError(
-            f"rank {name}={value!r} is outside 1..{limit} ({channels} = {limit})",
+            f"rank {name}={value!r} is outside 1..{limit} (the layer has {limit} {what})",
             key=name,
             fix=f"choose {name} between 1 and {limit}",
         )
@@ -338,8 +339,8 @@ def tucker2_triple(shape: ConvShape, r1: int, r2: int) -> tuple[ConvShape, ConvS
             key="G",
             fix="decompose only layers with groups == 1",
         )
-    r1 = _check_rank("r1", r1, shape.M, "output channels M")
-    r2 = _check_rank("r2", r2, shape.C, "input channels C")
+    r1 = check_rank("r1", r1, shape.M, "output channels")
+    r2 = check_rank("r2", r2, shape.C, "input channels")
     w, h = shape.in_w, shape.in_h
     first = ConvShape(C=shape.C, M=r2, R=1, S=1, P=w, Q=h, N=shape.N, W=w, H=h)
     core = ConvShape(

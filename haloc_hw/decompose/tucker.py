@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 
 from haloc_hw.errors import HalocError
+from haloc_hw.workload import check_rank
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,14 @@ _BASIS_CACHE_SIZE = 16
 _BASIS_LOCK = threading.Lock()
 
 
-def _leading_left_vectors(matrix: torch.Tensor, rank: int) -> torch.Tensor:
-    """The ``rank`` leading left singular vectors of ``matrix`` (rows × cols), as columns.
+def _left_singular_vectors(matrix: torch.Tensor) -> torch.Tensor:
+    """All left singular vectors of ``matrix`` (rows × cols), as columns by decreasing singular value.
 
     Uses the eigen-decomposition of the (small) Gram matrix ``A Aᵀ``: the rows are channel
     counts (≤ a few thousand) while the columns can be large, so this is far cheaper than a
     full SVD and exact enough in float64.
     """
-    gram = matrix @ matrix.T
-    _, vectors = torch.linalg.eigh(gram)  # ascending eigenvalues
-    return vectors[:, -rank:].flip(-1).contiguous()
-
-
-def _eigenvectors_descending(matrix: torch.Tensor) -> torch.Tensor:
-    """All left singular vectors of ``matrix``, by decreasing singular value."""
-    _, vectors = torch.linalg.eigh(matrix @ matrix.T)
+    _, vectors = torch.linalg.eigh(matrix @ matrix.T)  # ascending eigenvalues
     return vectors.flip(-1).contiguous()
 
 
@@ -63,8 +57,8 @@ def _hosvd_bases(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return _BASIS_CACHE[key]
     out_ch, in_ch = w.shape[0], w.shape[1]
     bases = (
-        _eigenvectors_descending(w.reshape(out_ch, -1)),
-        _eigenvectors_descending(w.transpose(0, 1).reshape(in_ch, -1)),
+        _left_singular_vectors(w.reshape(out_ch, -1)),
+        _left_singular_vectors(w.transpose(0, 1).reshape(in_ch, -1)),
     )
     with _BASIS_LOCK:
         _BASIS_CACHE[key] = bases
@@ -75,15 +69,8 @@ def _hosvd_bases(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def check_ranks(weight_shape: tuple[int, ...], r1: int, r2: int) -> tuple[int, int]:
     """Validate ``(r1, r2)`` against ``weight_shape = (M, C, kh, kw)``; :class:`HalocError` if bad."""
-    out_ch, in_ch = int(weight_shape[0]), int(weight_shape[1])
-    for name, value, limit, what in (("r1", r1, out_ch, "output channels"), ("r2", r2, in_ch, "input channels")):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise HalocError(
-                f"rank {name}={value!r} is outside 1..{limit} (the layer has {limit} {what})",
-                key=name,
-                fix=f"choose {name} between 1 and {limit}",
-            )
-    return r1, r2
+    return (check_rank("r1", r1, int(weight_shape[0]), "output channels"),
+            check_rank("r2", r2, int(weight_shape[1]), "input channels"))
 
 
 def tucker2(
@@ -109,9 +96,9 @@ def tucker2(
     for _ in range(0 if full else n_iter):
         # fit U_out to W projected on U_in, then U_in to W projected on U_out
         w_in = torch.einsum("mcij,cb->mbij", w, u_in)
-        u_out = _leading_left_vectors(w_in.reshape(out_ch, -1), r1)
+        u_out = _left_singular_vectors(w_in.reshape(out_ch, -1))[:, :r1].contiguous()
         w_out = torch.einsum("mcij,ma->acij", w, u_out)
-        u_in = _leading_left_vectors(w_out.transpose(0, 1).reshape(in_ch, -1), r2)
+        u_in = _left_singular_vectors(w_out.transpose(0, 1).reshape(in_ch, -1))[:, :r2].contiguous()
     core = torch.einsum("mcij,ma,cb->abij", w, u_out, u_in)
     return core.to(dtype=dtype, device=device), u_out.to(dtype=dtype, device=device), u_in.to(dtype=dtype, device=device)
 
@@ -123,6 +110,7 @@ def tucker2_reconstruct(core: torch.Tensor, u_out: torch.Tensor, u_in: torch.Ten
 
 def relative_error(weight: torch.Tensor, r1: int, r2: int, n_iter: int = DEFAULT_HOOI_ITERATIONS) -> float:
     """``‖W − Ŵ‖ / ‖W‖`` of the rank-(r1, r2) Tucker-2 approximation (a rank-allocation signal)."""
-    approx = tucker2_reconstruct(*tucker2(weight.to(torch.float64), r1, r2, n_iter))
-    norm = torch.linalg.vector_norm(weight.to(torch.float64))
-    return float(torch.linalg.vector_norm(weight.to(torch.float64) - approx) / norm) if norm > 0 else 0.0
+    w = weight.detach().to(torch.float64)
+    approx = tucker2_reconstruct(*tucker2(w, r1, r2, n_iter))
+    norm = torch.linalg.vector_norm(w)
+    return float(torch.linalg.vector_norm(w - approx) / norm) if norm > 0 else 0.0
