@@ -170,7 +170,9 @@ def _check_dim(dim: str, dims: Sequence[str], *, file: str | Path | None, key: s
 def _data_spaces(value: Any, *, file: str | Path | None, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = value.split() if isinstance(value, str) else list(value)
+    if not isinstance(value, (str, list, tuple)):
+        raise HalocError(f"expected a list of data spaces, not {value!r}", file=file, key=key, fix=f"write a list such as [{', '.join(DATA_SPACES)}]")
+    items = value.split() if isinstance(value, str) else value
     out: list[str] = []
     for item in items:
         name = str(item)

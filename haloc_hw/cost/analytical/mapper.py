@@ -38,6 +38,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from haloc_hw.cost.analytical.mapspace import MapSpace, SpaceLimits, StructureSpec
+from haloc_hw.cost.analytical.model import AnalyticalModel, Evaluation
+from haloc_hw.cost.analytical.nest import MappingStructure, Slot, mapping_from_structure
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import read_yaml
 from haloc_hw.spec.mapping import Constraints, Mapping
@@ -60,11 +62,12 @@ _TIMELOOP_KEYS = {
 
 def parse_metric(metric: str | Sequence[str]) -> tuple[str, ...]:
     """``"delay,energy"`` or ``["delay", "energy"]`` -> ``("delay", "energy")`` (lexicographic)."""
-    items = [m.strip().lower() for m in (metric.split(",") if isinstance(metric, str) else metric)]
+    raw = metric.split(",") if isinstance(metric, str) else metric if isinstance(metric, (list, tuple)) else [metric]
+    items = [str(m).strip().lower() for m in raw]
     items = [("delay" if m in ("cycles", "latency") else m) for m in items if m]
     if not items or any(m not in OBJECTIVES for m in items) or len(set(items)) != len(items):
         raise HalocError(
-            f"unknown optimization metric '{metric if isinstance(metric, str) else ','.join(metric)}'",
+            f"unknown optimization metric '{metric if isinstance(metric, str) else ','.join(map(str, raw))}'",
             key="optimization-metrics",
             fix="use delay,energy (lexicographic), energy, edp or delay",
         )
@@ -105,7 +108,10 @@ class MapperSettings:
         for raw_key, value in body.items():
             key = str(raw_key).replace("_", "-")
             if key in ("optimization-metrics", "metric", "metrics"):
-                kw["metric"] = parse_metric(value)
+                try:
+                    kw["metric"] = parse_metric(value)
+                except HalocError as err:
+                    raise HalocError(err.message, file=file, key=f"mapper.{raw_key}", fix=err.fix) from None
             elif key in ("refine-top", "refine-rounds", "max-rows", "max-keep-combos", "seed", "max-evaluations", "climb-rounds"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise HalocError(f"'{raw_key}' must be a non-negative integer", file=file, key=f"mapper.{raw_key}", fix="use a whole number")
@@ -129,7 +135,7 @@ class MapperResult:
     """The best mapping found, its exact evaluation, and how much was searched."""
 
     mapping: Mapping
-    evaluation: Any
+    evaluation: Evaluation
     evaluated: int
     valid: int
     seconds: float
@@ -164,19 +170,15 @@ class Mapper:
         energy: EnergyTable,
         settings: MapperSettings | None = None,
     ) -> None:
-        from haloc_hw.cost.analytical.model import AnalyticalModel
-
         self.arch = arch
         self.constraints = constraints
         self.energy = energy
         self.settings = settings or MapperSettings()
         self.model = AnalyticalModel(arch, energy)
-        self._structures: dict[tuple[StructureSpec, tuple], Any] = {}
+        self._structures: dict[tuple[StructureSpec, tuple], MappingStructure] = {}
 
     # ------------------------------------------------------------------ batches
-    def _model_structure(self, space: MapSpace, spec: StructureSpec, slots: tuple) -> Any:
-        from haloc_hw.cost.analytical.nest import MappingStructure, Slot
-
+    def _model_structure(self, space: MapSpace, spec: StructureSpec, slots: tuple) -> MappingStructure:
         key = (spec, slots)
         st = self._structures.get(key)
         if st is None:
@@ -204,8 +206,6 @@ class Mapper:
         return (np.asarray(res.cycles, dtype=float), np.asarray(res.energy_pJ, dtype=float), np.asarray(res.valid, dtype=bool))
 
     def _mapping(self, space: MapSpace, spec: StructureSpec, row: np.ndarray) -> Mapping:
-        from haloc_hw.cost.analytical.nest import mapping_from_structure
-
         merged = space.slot_factors(row[None, :])
         slots = _slot_order(space, merged)
         st = self._model_structure(space, spec, slots)
