@@ -187,6 +187,19 @@ def test_fused_backend_uses_fused_cost_and_key_fields(tmp_path: Path) -> None:
     assert "b1,fused,16,16," in (tmp_path / "f.csv").read_text()
 
 
+def test_bad_layer_list_leaves_the_existing_table_alone(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    build_table(_layers(), FakeBackend(), path, candidates_fn=_cands, progress=False)
+    before = path.read_bytes()
+    twice = [*_layers(), _layers()[1]]
+    with pytest.raises(HalocError, match="'b1' appears twice"):
+        build_table(twice, FakeBackend(), path, candidates_fn=_cands, progress=False, rebuild=True)
+    assert path.read_bytes() == before and CostTable.open(path).complete
+    with pytest.raises(HalocError, match="appears twice"):
+        build_table(twice, FakeBackend(), tmp_path / "new" / "n.sqlite", candidates_fn=_cands, progress=False)
+    assert not (tmp_path / "new").exists()
+
+
 def test_corrupt_foreign_and_missing_files(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database" * 100)

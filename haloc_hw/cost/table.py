@@ -57,6 +57,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from haloc_hw import __version__ as haloc_version
 from haloc_hw.cost.base import METRICS, Cost, CostModel
 from haloc_hw.cost.executors import Executor, SerialExecutor
 from haloc_hw.errors import HalocError
@@ -73,7 +74,7 @@ CSV_COLUMNS: tuple[str, ...] = ("layer", "role", "r1", "r2", "cycles", "energy_p
 SHAPE_FIELDS: tuple[str, ...] = (
     "G", "C", "M", "R", "S", "N", "P", "Q", "Wstride", "Hstride", "Wdilation", "Hdilation",
 )  # fmt: skip
-TABLE_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*METRICS, "edp")))
+TABLE_METRICS: tuple[str, ...] = METRICS  # edp included: summed energy x summed cycles
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
@@ -216,14 +217,13 @@ def is_fused(backend: CostModel) -> bool:
     declared = getattr(backend, "fused", None)
     if declared is not None:
         return bool(declared)
-    return callable(getattr(backend, "evaluate_fused", None)) or callable(getattr(backend, "evaluate_triples", None))
+    return callable(getattr(backend, "evaluate_fused", None))
 
 
 def evaluate_job(backend: CostModel, job: Job) -> Cost:
     """Evaluate one job on ``backend`` (runs in a worker process; must stay importable and light)."""
     if job.kind == "fused":
-        fn = getattr(backend, "evaluate_fused", None) or getattr(backend, "evaluate_triples")
-        costs = fn([job.shapes])
+        costs = backend.evaluate_fused([job.shapes])
     else:
         costs = backend.evaluate([job.shapes[0]])
     if len(costs) != 1 or not isinstance(costs[0], Cost):
@@ -384,11 +384,6 @@ class CostTable:
             conn.close()
         return cls(path, layers, slots, entries, backends, metadata)
 
-    @classmethod
-    def build(cls, layers: Sequence[LayerInfo], backend: CostModel, out_path: str | Path, **kwargs: Any) -> "CostTable":
-        """Same as :func:`build_table`."""
-        return build_table(layers, backend, out_path, **kwargs)
-
     # -- queries -------------------------------------------------------------------------
 
     @property
@@ -429,7 +424,8 @@ class CostTable:
         """Candidates the table was built for whose cost is incomplete (a failed or missing evaluation)."""
         self.layer(layer)
         planned = sorted({(r1, r2) for role, r1, r2, _ in self._by_layer.get(layer, []) if role != "original"})
-        return [p for p in planned if p not in set(self._candidates.get(layer, []))]
+        complete = set(self._candidates.get(layer, []))
+        return [p for p in planned if p not in complete]
 
     def entry(self, layer: str, role: str, r1: int = 0, r2: int = 0) -> Cost:
         """The raw cost of one slot (``role`` in original | in | core | out | fused)."""
@@ -476,7 +472,7 @@ class CostTable:
                 f"layer '{layer}' is not decomposable, so it has no rank candidates", file=self.path, key=layer,
                 fix="use original_cost() for it, or leave it out of the ranks",
             )  # fmt: skip
-        if not any((layer, role, r1, r2) in self._slots for role in ("in", "fused")):
+        if (layer, "in", r1, r2) not in self._slots:
             raise HalocError(
                 f"layer '{layer}' has no candidate (r1={r1}, r2={r2}) (candidates: {self._fmt_candidates(layer)})",
                 file=self.path, key=layer, fix="pick a listed candidate, or rebuild the table with a matching --step",
@@ -534,10 +530,7 @@ class CostTable:
                         "role": role,
                         "r1": None if role == "original" else r1,
                         "r2": None if role == "original" else r2,
-                        "cycles": None if cost is None else cost.cycles,
-                        "energy_pJ": None if cost is None else cost.energy_pJ,
-                        "latency_s": None if cost is None else cost.latency_s,
-                        "utilization": None if cost is None else cost.utilization,
+                        **{f: getattr(cost, f, None) for f in ("cycles", "energy_pJ", "latency_s", "utilization")},
                         "backend": self._entry_backend.get(key, ""),
                     }
                 )
@@ -634,16 +627,18 @@ def build_table(
     if triple_fn is None:
         from haloc_hw.workload import tucker2_triple as triple_fn
     out_path = Path(out_path)
-    if rebuild and out_path.exists():
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{out_path}{suffix}").unlink(missing_ok=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     executor = executor or SerialExecutor()
     start = time.perf_counter()
 
+    # plan first: a bad layer list or candidate raises before anything on disk is touched
     identity = BackendIdentity.of(backend)
     slots, jobs = _plan(layers, backend, identity, candidates_fn, triple_fn)
+    if rebuild:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{out_path}{suffix}").unlink(missing_ok=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
+        "haloc_hw_version": haloc_version,
         **dict(metadata or {}),
         "backend": identity.name,
         "backend_version": identity.version,
@@ -653,12 +648,6 @@ def build_table(
         "schema_version": SCHEMA_VERSION,
         "complete": False,
     }
-    try:
-        from haloc_hw import __version__ as haloc_version
-
-        meta.setdefault("haloc_hw_version", haloc_version)
-    except ImportError:  # pragma: no cover
-        pass
 
     conn = _connect(out_path, create=True)
     report = BuildReport(entries=len(jobs))
