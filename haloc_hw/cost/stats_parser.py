@@ -117,15 +117,15 @@ _STAT_ALIASES = {
 }
 
 
-def _number(text: str) -> float | None:
-    """Leading number of ``text`` (``'0.25 pJ'`` -> 0.25, ``'168 (14*12)'`` -> 168); ``None`` for ``-``."""
+def _number(text: str | None) -> float | None:
+    """Leading number of ``text`` (``'0.25 pJ'`` -> 0.25, ``'168 (14*12)'`` -> 168); ``None`` for ``-`` or no text."""
+    if text is None:
+        return None
     match = _NUMBER_RE.match(text.strip())
     return float(match.group(0)) if match else None
 
 
 def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
     value = _number(text)
     return None if value is None else int(round(value))
 
@@ -175,9 +175,9 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
         if cur is None:
             return
         specs_raw = cur["specs"]
-        read_e = _number(specs_raw.get("vector read energy", "") or "")
-        write_e = _number(specs_raw.get("vector write energy", "") or "")
-        vae = _number(specs_raw.get("vector access energy", "") or "")
+        read_e = _number(specs_raw.get("vector read energy"))
+        write_e = _number(specs_raw.get("vector write energy"))
+        vae = _number(specs_raw.get("vector access energy"))
         if vae is None and (read_e is not None or write_e is not None):
             vae = max(v for v in (read_e, write_e) if v is not None)
         specs = LevelSpecs(
@@ -185,10 +185,10 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
             word_bits=_int(specs_raw.get("word bits")),
             block_size=_int(specs_raw.get("block size")),
             instances=_int(specs_raw.get("instances")),
-            vector_access_energy_pJ=vae if vae is not None else _number(specs_raw.get("compute energy", "") or ""),
+            vector_access_energy_pJ=vae if vae is not None else _number(specs_raw.get("compute energy")),
             energy_source=specs_raw.get("vector access energy source"),
-            read_bandwidth=_number(specs_raw.get("read bandwidth", "") or ""),
-            write_bandwidth=_number(specs_raw.get("write bandwidth", "") or ""),
+            read_bandwidth=_number(specs_raw.get("read bandwidth")),
+            write_bandwidth=_number(specs_raw.get("write bandwidth")),
             technology=specs_raw.get("technology"),
         )
         spaces = {}
@@ -201,7 +201,7 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
                 utilized_capacity=_int(raw.get("utilized capacity")) or 0,
                 partition_size=_int(raw.get("partition size")) or 0,
                 utilized_instances=_int(raw.get("utilized instances (max)")) or 0,
-                energy_pJ=_number(raw.get("energy (total)", "") or "") or 0.0,
+                energy_pJ=_number(raw.get("energy (total)")) or 0.0,
             )
         stats = cur["stats"]
         levels[cur["name"]] = LevelStats(
@@ -212,7 +212,7 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
             cycles=_int(stats.get("cycles")),
             computes=_int(stats.get("computes (total)")),
             utilized_instances=_int(stats.get("utilized instances")),
-            energy_pJ=_number(stats.get("energy (total)", "") or ""),
+            energy_pJ=_number(stats.get("energy (total)")),
         )
 
     i = 0
@@ -239,8 +239,8 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
                 flush()
                 cur = {"index": int(m.group(1)), "name": None, "specs": {}, "stats": {}, "spaces": {}}
                 section, dataspace = "", None
-            elif cur is not None and cur["name"] is None and _NAME_RE.match(stripped):
-                cur["name"] = _NAME_RE.match(stripped).group(1)
+            elif cur is not None and cur["name"] is None and (name := _NAME_RE.match(stripped)):
+                cur["name"] = name.group(1)
             elif cur is not None and stripped in ("SPECS", "MAPPING", "STATS"):
                 section, dataspace = stripped, None
             elif cur is not None and section in ("SPECS", "STATS"):
@@ -260,8 +260,6 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
         i += 1
     else:
         raise fail("no 'Summary Stats' section")
-    if cur is not None and in_levels:
-        flush()
 
     # ---- summary -------------------------------------------------------------------------
     i += 1
