@@ -416,11 +416,11 @@ def load_constraints(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     directives: list[Directive] = []
-    for d in getattr(arch, "node_constraints", ()):
+    for d in arch.node_constraints:
         if d.target not in arch.level_names:
             raise HalocError(f"unknown level '{d.target}'", file=arch.source, key="constraints", fix=f"use one of {', '.join(arch.level_names)}")
         directives.append(d)
-    sources: list[str] = [str(arch.source)] if getattr(arch, "node_constraints", ()) else []
+    sources: list[str] = [str(arch.source)] if arch.node_constraints else []
     for p in paths:
         path = resolve_spec_path(p, key="constraints")
         doc = read_spec_mapping(path)

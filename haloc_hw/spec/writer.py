@@ -93,9 +93,9 @@ def arch_to_v3(arch: Architecture) -> dict[str, Any]:
 
 
 class _Tagged(dict):  # type: ignore[type-arg]
-    """A mapping that dumps with a v0.4 tag."""
+    """A mapping that dumps with the v0.4 tag of its subclass."""
 
-    tag = "!Component"
+    tag: str
 
 
 class _Container(_Tagged):
@@ -182,10 +182,10 @@ def _constraint_entry(d: Directive) -> dict[str, Any]:
     entry = {"target": d.target, "type": d.type}
     if d.split is not None:
         entry["split"] = d.split
-    if d.permutation or d.permutation_suffix:
-        entry["permutation"] = (d.permutation or "") + (f" {d.permutation_suffix}" if d.permutation_suffix else "")
-        if not d.permutation:
-            entry["permutation"] = f"_{d.permutation_suffix}"
+    if d.permutation_suffix:  # "inner outer", or "_outer" when only the outermost dims are fixed
+        entry["permutation"] = f"{d.permutation} {d.permutation_suffix}" if d.permutation else f"_{d.permutation_suffix}"
+    elif d.permutation:
+        entry["permutation"] = d.permutation
     parts = [f"{k}={v}" for k, v in d.factors.items()]
     parts += [f"{k}<={v}" for k, v in d.max_factors.items()]
     parts += [f"{k}>={v}" for k, v in d.min_factors.items()]
