@@ -344,6 +344,8 @@ def test_backend_costs_fingerprint_and_version(eyeriss):
     json.dumps(fp)  # plain data
     assert fp == AnalyticalCostModel(arch, energy, cons, clock_hz=200e6).fingerprint()
     assert fp != AnalyticalCostModel(arch, energy, cons, metric="energy", clock_hz=200e6).fingerprint()
+    for knob in ({"max_evaluations": 1000}, {"climb_rounds": 1}):  # search budgets change the mapping found
+        assert fp != AnalyticalCostModel(arch, energy, cons, clock_hz=200e6, settings=MapperSettings(**knob)).fingerprint()
     smaller = resized(arch, 14, 12, psum_spad=8)
     assert fp["arch"] != AnalyticalCostModel(smaller, energy, cons).fingerprint()["arch"]
     assert be.name == "analytical" and be.version()

@@ -110,8 +110,8 @@ class AnalyticalCostModel:
             },
             "constraints": sorted((_directive_dict(d) for d in self.constraints.directives), key=lambda d: (d["target"], d["type"])),
             "metric": ",".join(self.metric),
-            "mapper": {"max_rows": s.max_rows, "max_keep_combos": s.max_keep_combos, "refine_top": s.refine_top,
-                       "refine_rounds": s.refine_rounds, "seed": s.seed},
+            # every knob that can change the mapping found (the metric is above)
+            "mapper": {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "metric"},
             "clock_hz": self.clock_hz,
         }
 
