@@ -155,30 +155,26 @@ def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
 
 
 def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
-    from haloc_hw.cost.timeloop import TimeloopCostModel
-    from haloc_hw.fileio import read_yaml
+    from haloc_hw.cost.timeloop import DEFAULT_TIMEOUT_S, TimeloopCostModel
     from haloc_hw.spec.shipped import default_constraints_path, default_mapper_path
 
-    constraints = _constraints_arg(args) or default_constraints_path(ctx.arch_path)
-    mapper_path = getattr(args, "mapper", None) or default_mapper_path()
+    mapper_path = getattr(args, "mapper", None)  # one the user names must exist (from_files says so)
+    if mapper_path is None and default_mapper_path().is_file():
+        mapper_path = default_mapper_path()
     threads = getattr(args, "timeloop_threads", None)
-    if threads is None:
-        if ctx.jobs > 1:
-            threads = 1  # several mappers side by side: one thread each
-        else:
-            doc = read_yaml(mapper_path) if Path(mapper_path).is_file() else {}
-            settings = doc.get("mapper", {}) if isinstance(doc, dict) else {}
-            threads = int(settings.get("num-threads", settings.get("num_threads", 1)) or 1)
+    if threads is None and ctx.jobs > 1:
+        threads = 1  # several mappers side by side: one thread each (else the mapper file's num-threads)
+    timeout_s = getattr(args, "timeloop_timeout", None)
     return TimeloopCostModel.from_files(
         ctx.arch_path,
-        constraints_path=constraints,
+        constraints_path=_constraints_arg(args) or default_constraints_path(ctx.arch_path),
         ert_path=getattr(args, "ert", None),
-        mapper_path=mapper_path if Path(mapper_path).is_file() else None,
+        mapper_path=mapper_path,
         jobs_dir=ctx.out_dir / "jobs",
         bin_dir=getattr(args, "timeloop_bin", None),
         components=getattr(args, "accelergy_components", None) or (),
         threads=threads,
-        timeout_s=getattr(args, "timeloop_timeout", None) or 600.0,
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
         clock_hz=getattr(args, "clock_hz", None),
     )
 
@@ -190,7 +186,7 @@ def _timeloop_arguments(group: Any) -> None:
                        help="mapper num-threads (default: 1 when --jobs > 1, else the mapper file's value)")  # fmt: skip
     group.add_argument("--accelergy-components", nargs="+", metavar="FILE",
                        help="component files passed to accelergy (only when accelergy is on PATH)")  # fmt: skip
-    group.add_argument("--timeloop-timeout", type=float, metavar="S", default=600.0, help="seconds per Timeloop process (default 600)")
+    group.add_argument("--timeloop-timeout", type=float, metavar="S", help="seconds per Timeloop process (default 600)")
 
 
 register_backend(BackendSpec("analytical", "embedded Timeloop-compatible model (no external tool)", _analytical))

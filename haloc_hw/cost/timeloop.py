@@ -112,8 +112,9 @@ class TimeloopCostModel:
     """Costs from real Timeloop runs (one mapper search, then the model on its best mapping).
 
     Build it with :meth:`from_files`. ``jobs_dir`` keeps every successful run
-    (``jobs_dir/<key>``); ``threads`` is the mapper's ``num-threads``; ``timeout_s`` bounds
-    each Timeloop process; ``clock_hz`` (optional) turns cycles into ``latency_s``.
+    (``jobs_dir/<key>``); ``threads`` is the mapper's ``num-threads`` (``None``: the value in
+    ``mapper_settings``, else 1); ``timeout_s`` bounds each Timeloop process; ``clock_hz``
+    (optional) turns cycles into ``latency_s``.
     """
 
     name = BACKEND_NAME
@@ -127,7 +128,7 @@ class TimeloopCostModel:
         jobs_dir: str | Path,
         mapper_settings: dict[str, Any] | None = None,
         bin_dir: str | Path | None = None,
-        threads: int = 1,
+        threads: int | None = 1,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         run_model: bool = True,
         clock_hz: float | None = None,
@@ -137,17 +138,23 @@ class TimeloopCostModel:
         from haloc_hw.spec.writer import arch_to_v3
 
         self.mapper_exe, self.model_exe = find_timeloop(bin_dir)
-        if threads < 1:
-            raise HalocError(f"Timeloop threads must be >= 1, got {threads}", key="timeloop-threads", fix="pass 1 or more")
+        settings = dict(DEFAULT_MAPPER_SETTINGS)
+        settings.update(_hyphenate(mapper_settings or {}))
+        if threads is None:
+            threads = settings.get("num-threads") or 1
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise HalocError(f"Timeloop threads must be an integer >= 1, got {threads!r}", key="timeloop-threads",
+                             fix="pass 1 or more (--timeloop-threads, or num-threads in the mapper file)")  # fmt: skip
+        if not timeout_s > 0:
+            raise HalocError(f"Timeloop timeout must be > 0 seconds, got {timeout_s!r}", key="timeloop-timeout",
+                             fix="pass --timeloop-timeout SECONDS")  # fmt: skip
         self.arch = arch
         self.constraints = constraints
         self.jobs_dir = Path(jobs_dir)
-        self.threads = int(threads)
+        self.threads = threads
         self.timeout_s = float(timeout_s)
         self.run_model = run_model
         self.clock_hz = clock_hz
-        settings = dict(DEFAULT_MAPPER_SETTINGS)
-        settings.update(_hyphenate(mapper_settings or {}))
         settings["num-threads"] = self.threads
         settings["live-status"] = False
         self.mapper_settings = settings
@@ -180,10 +187,7 @@ class TimeloopCostModel:
 
         arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
-        if constraints_path:
-            constraints = load_constraints(constraints_path, arch)
-        else:
-            constraints = load_constraints([], arch)
+        constraints = load_constraints(constraints_path or [], arch)
         if ert_path is None:
             ert_path = ert_path_for(arch_path)
             if ert_path is None:
@@ -321,12 +325,13 @@ class TimeloopCostModel:
                 "computes": stats.computes,
                 "per_compute_fJ": stats.per_compute_fJ,
                 "ert_source": self.ert_source,
-                "mapper_seconds": round(seconds, 3),
+                **{name: round(value, 3) for name, value in seconds.items()},
                 "job_dir": str(final),
             },
         )
 
-    def _run_job(self, shape: ConvShape, work: Path) -> tuple[TimeloopStats, float]:
+    def _run_job(self, shape: ConvShape, work: Path) -> tuple[TimeloopStats, dict[str, float]]:
+        """Mapper (and model) in ``work``: the stats of the last one run, and each tool's seconds."""
         files = self._inputs(shape)
         mapper_inputs = ["arch.yaml", "problem.yaml", "constraints.yaml", "mapper.yaml", "ERT.yaml"]
         self._check_top_keys(files, mapper_inputs)
@@ -334,7 +339,8 @@ class TimeloopCostModel:
             write_text_atomic(work / name, _dump(doc))
         (work / "mapper").mkdir()
         argv = [str(self.mapper_exe), *mapper_inputs, "-o", "mapper"]
-        rc, seconds = _run(argv, work, self.timeout_s, work / "mapper.log")
+        rc, mapper_seconds = _run(argv, work, self.timeout_s, work / "mapper.log")
+        seconds = {"mapper_seconds": mapper_seconds}
         stats_path = work / "mapper" / "timeloop-mapper.stats.txt"
         map_path = work / "mapper" / "timeloop-mapper.map.yaml"
         self._check_exit("timeloop-mapper", rc, shape, work, work / "mapper.log",
@@ -349,14 +355,14 @@ class TimeloopCostModel:
         model_inputs = ["arch.yaml", "problem.yaml", "map.yaml", "ERT.yaml"]
         (work / "model").mkdir()
         argv = [str(self.model_exe), *model_inputs, "-o", "model"]
-        rc, model_seconds = _run(argv, work, self.timeout_s, work / "model.log")
+        rc, seconds["model_seconds"] = _run(argv, work, self.timeout_s, work / "model.log")
         model_stats = work / "model" / "timeloop-model.stats.txt"
         self._check_exit("timeloop-model", rc, shape, work, work / "model.log", timeout_fix="raise --timeloop-timeout",
                          crash_fix="read the log; the mapping in map.yaml may not fit the arch")
         if not model_stats.is_file() or model_stats.stat().st_size == 0:
             raise HalocError(f"timeloop-model wrote no stats for {shape.key}: {_tail(work / 'model.log', 2)}",
                              file=work, fix="read model.log in that folder")  # fmt: skip
-        return parse_stats(model_stats), seconds + model_seconds
+        return parse_stats(model_stats), seconds
 
     def _check_exit(self, tool: str, rc: int, shape: ConvShape, work: Path, log_path: Path, *,
                     timeout_fix: str, crash_fix: str) -> None:
