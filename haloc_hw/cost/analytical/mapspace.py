@@ -38,7 +38,8 @@ from typing import Iterable, Literal
 import numpy as np
 
 from haloc_hw.errors import HalocError
-from haloc_hw.spec.mapping import Constraints, Directive
+from haloc_hw.spec.constraints import merge_directives
+from haloc_hw.spec.mapping import Constraints, Directive, DirectiveType
 from haloc_hw.spec.model import DATA_SPACES, Architecture
 from haloc_hw.workload import ConvShape
 
@@ -155,54 +156,10 @@ def ordered_factorizations(n: int, k: int, caps: Iterable[int | None] | None = N
     return np.array(out, dtype=np.int64).reshape(len(out), k)
 
 
-def _merged(constraints: Constraints, target: str, types: tuple[str, ...]) -> Directive | None:
-    """Merge every directive of one target and type (architecture + map-space constraints)."""
-    found = [d for d in constraints.directives if d.target == target and d.type in types]
-    if not found:
-        return None
-    factors: dict[str, int] = {}
-    max_f: dict[str, int] = {}
-    min_f: dict[str, int] = {}
-    perm = suffix = None
-    split = None
-    keep: set[str] = set()
-    bypass: set[str] = set()
-    have_keep = have_bypass = False
-    for d in found:
-        for dim, v in d.factors.items():
-            if dim in factors and factors[dim] != v:
-                raise HalocError(
-                    f"conflicting factors {dim}={factors[dim]} and {dim}={v} for '{target}' {d.type}",
-                    file=constraints.source or None,
-                    key=f"{target}.factors",
-                    fix="keep one value per dimension",
-                )
-            factors[dim] = int(v)
-        max_f.update(d.max_factors)
-        min_f.update(d.min_factors)
-        if d.permutation is not None or d.permutation_suffix is not None:
-            if perm is None and suffix is None:
-                perm, suffix = d.permutation, d.permutation_suffix
-        if d.split is not None and split is None:
-            split = d.split
-        if d.keep is not None:
-            keep.update(d.keep)
-            have_keep = True
-        if d.bypass is not None:
-            bypass.update(d.bypass)
-            have_bypass = True
-    return Directive(
-        target=target,
-        type=found[0].type,
-        factors=factors,
-        permutation=perm,
-        permutation_suffix=suffix,
-        split=split,
-        keep=tuple(sorted(keep)) if have_keep else None,
-        bypass=tuple(sorted(bypass)) if have_bypass else None,
-        max_factors=max_f,
-        min_factors=min_f,
-    )
+def _merged(constraints: Constraints, target: str, type_: DirectiveType) -> Directive | None:
+    """All directives of one target and type as one (constraints built by hand may repeat them)."""
+    found = constraints.for_target(target, type_)
+    return merge_directives(found, constraints.source)[0] if found else None
 
 
 def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
@@ -247,6 +204,9 @@ class MapSpace:
                     key="target",
                     fix=f"use one of {', '.join(arch.level_names)}",
                 )
+        self._directives: dict[tuple[str, str], Directive | None] = {
+            (lvl.name, ty): _merged(constraints, lvl.name, ty) for lvl in arch.levels for ty in ("temporal", "spatial", "datatype")
+        }
         self.levels: tuple[LevelRule, ...] = tuple(self._level_rule(i) for i in range(self.n_levels))
         self.columns: list[Column] = []
         self._base: list[int] = []  # fixed value per column (free columns start at 1)
@@ -264,9 +224,7 @@ class MapSpace:
     def _level_rule(self, i: int) -> LevelRule:
         lvl = self.arch.levels[i]
         fan = self.arch.fanout(i)
-        t = _merged(self.constraints, lvl.name, ("temporal",))
-        s = _merged(self.constraints, lvl.name, ("spatial",))
-        dt = _merged(self.constraints, lvl.name, ("datatype", "bypass"))
+        t, s, dt = (self._directives[lvl.name, ty] for ty in ("temporal", "spatial", "datatype"))
         tp, tm, ts = _perm_parts(t, self.dims, f"{lvl.name}.temporal", self._source)
         sp, sm, ss = _perm_parts(s, self.dims, f"{lvl.name}.spatial", self._source)
         split = s.split if s else None
@@ -321,8 +279,7 @@ class MapSpace:
     def _build_columns(self) -> None:
         for i, rule in enumerate(self.levels):
             name = rule.name
-            t = _merged(self.constraints, name, ("temporal",))
-            s = _merged(self.constraints, name, ("spatial",))
+            t, s = self._directives[name, "temporal"], self._directives[name, "spatial"]
             for dim in self.dims:
                 self._add_column(Column(i, "T", dim), t, f"{name}.temporal")
             if not rule.has_spatial:
