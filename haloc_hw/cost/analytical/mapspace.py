@@ -510,8 +510,7 @@ class MapSpace:
     def _spatial_combos(self, options: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Option tables restricted to one spatial assignment each, for the ``max_spatial`` most parallel ones."""
         nl = self.n_levels
-        fx = np.array([r.fanout[0] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
-        fy = np.array([r.fanout[1] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        fx, fy = self._fanout_limits()
         projs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for d in self.dims:
             free = self._free[d]
@@ -557,6 +556,11 @@ class MapSpace:
             out.append(restricted)
         return out
 
+    def _fanout_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-level X and Y fan-out (1 at levels without spatial fan-out), for vectorised checks."""
+        fan = np.array([r.fanout if r.has_spatial else (1, 1) for r in self.levels], dtype=np.int64).reshape(-1, 2)
+        return fan[:, 0], fan[:, 1]
+
     def _join(self, keep: tuple[frozenset[str], ...], options: dict[str, np.ndarray], limit: int) -> np.ndarray:
         """Join the dimensions' option tables with fan-out and capacity pruning (see :meth:`rows`)."""
         nl = self.n_levels
@@ -566,8 +570,7 @@ class MapSpace:
                 return np.zeros((0, len(self.columns)), dtype=np.int64)
         sh = self.shape
         caps = [(r.index, r.capacity, keep[r.index]) for r in self.levels if r.capacity is not None and keep[r.index]]
-        fx = np.array([r.fanout[0] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
-        fy = np.array([r.fanout[1] if r.has_spatial else 1 for r in self.levels], dtype=np.int64)
+        fx, fy = self._fanout_limits()
         one = np.ones((1, nl), dtype=np.int64)
         st = {k: one.copy() for k in ("W", "I", "O", "X", "Y")}
         ext = {d: one.copy() for d in ("P", "R", "Q", "S")}
