@@ -46,7 +46,9 @@ def test_model_out_writes_stats(tmp_path, capsys):
     assert main(["cost", "model", str(d / "arch.yaml"), str(d / "problem.yaml"), str(d / "map.yaml"),
                  str(d / "ERT.yaml"), "--out", str(out)]) == 0
     assert "1024" in capsys.readouterr().out
-    assert "psum_spad" in (out / "stats.txt").read_text()
+    text = (out / "stats.txt").read_text()
+    assert "psum_spad" in text
+    assert text.startswith("haloc-hw cost model") and "Word bits" in text  # titled, with each level's specs
     assert json.loads((out / "stats.json").read_text())["cycles"] == 1024
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from haloc_hw.errors import HalocError
-from haloc_hw.models import MODEL_NAMES, build_model, default_input_size
+from haloc_hw.models import MODEL_NAMES, build_model, default_dataset, default_input_size
 from haloc_hw.workload import extract_shapes
 
 
@@ -91,3 +91,11 @@ def test_default_input_size():
         default_input_size("resnet18", "coco")
     with pytest.raises(HalocError, match="model"):
         default_input_size("lenet", "cifar10")
+
+
+def test_default_dataset_reads_names_like_build_model():
+    assert default_dataset("resnet20") == "cifar10"
+    assert default_dataset("mobilenet_v2") == default_dataset("MobileNet-V2") == "imagenet"
+    assert default_dataset("ResNet18") == "imagenet"
+    with pytest.raises(HalocError, match="model"):
+        default_dataset("lenet")

@@ -64,8 +64,11 @@ def default_input_size(name: str, dataset: str) -> tuple[int, int, int]:
 
 
 def default_dataset(name: str) -> str:
-    """The dataset a model is sized for when none is given: ImageNet or CIFAR-10."""
-    return "imagenet" if name in IMAGENET_MODELS else "cifar10"
+    """The dataset a model is sized for when none is given: ImageNet or CIFAR-10.
+
+    The name is read like :func:`build_model` reads it (``MobileNet-V2`` is ``mobilenet_v2``).
+    """
+    return "imagenet" if _check_name(name) in IMAGENET_MODELS else "cifar10"
 
 
 __all__ = ["DATASET_INPUT_SIZES", "IMAGENET_MODELS", "MODEL_NAMES", "build_model", "default_dataset",
