@@ -309,6 +309,11 @@ def test_settings_and_metric_parsing(tmp_path):
     p.write_text("mapper:\n  refine-top: -1\n")
     with pytest.raises(HalocError):
         MapperSettings.from_file(p)
+    for bad in ("5", "[1]", "[delay, speed]"):
+        p.write_text(f"mapper:\n  optimization-metrics: {bad}\n")
+        with pytest.raises(HalocError, match="optimization-metrics") as err:
+            MapperSettings.from_file(p)
+        assert str(p) in str(err.value)
     shipped = REPO / "mappings" / "mapper.yaml"
     if shipped.is_file():
         assert MapperSettings.from_file(shipped).metric == ("delay", "energy")

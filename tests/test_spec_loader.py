@@ -328,6 +328,7 @@ def test_constraint_errors_name_file_key_and_fix(tmp_path: Path) -> None:
         ("- {target: glb, type: temporal, permutation: NNC}", "appears twice", "permutation"),
         ("- {target: glb, type: fancy}", "unknown type", "targets[0].type"),
         ("- {target: glb, type: bypass, keep: [Psums]}", "unknown data space", "keep"),
+        ("- {target: glb, type: bypass, keep: 5}", "list of data spaces", "targets[0].keep"),
         ("- {target: glb, type: bypass, keep: [Inputs], bypass: [Inputs]}", "both kept and bypassed", "targets[0]"),
         ("- {target: glb, type: temporal, factors: N=1}\n  - {target: glb, type: temporal, factors: N=2}", "given twice", "glb.temporal"),
     ]
