@@ -69,8 +69,10 @@ def read_yaml(path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader)
     if not path.is_file():
         raise HalocError("file not found", file=path, fix="check the path")
     try:
-        with path.open() as fh:
+        with path.open(encoding="utf-8") as fh:
             return yaml.load(fh, Loader=loader)  # noqa: S506 - loader is always a SafeLoader subclass
+    except UnicodeDecodeError as err:
+        raise HalocError(f"not a text file (byte {err.start} is not UTF-8)", file=path, fix="pass a YAML file") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

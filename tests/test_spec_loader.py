@@ -254,6 +254,11 @@ def test_malformed_yaml_and_wrong_document(tmp_path: Path) -> None:
         load_arch(write(tmp_path, "architecture: {version: 0.3}\n", "q.yaml"))
     with pytest.raises(HalocError, match="file not found"):
         load_arch(tmp_path / "missing.yaml")
+    binary = tmp_path / "weights.pt"
+    binary.write_bytes(b"PK\x03\x04\xc7\x80\xff")
+    with pytest.raises(HalocError, match="not a text file") as err:
+        load_arch(binary)
+    assert str(binary) in str(err.value)
 
 
 # ---------------------------------------------------------------------------------- energy
