@@ -117,3 +117,29 @@ def test_bench_on_cuda_without_a_gpu_is_a_user_error(monkeypatch, capsys) -> Non
 def test_bench_with_a_missing_table_is_a_user_error(tmp_path: Path, capsys) -> None:
     assert main(["bench", "--model", "resnet20", "--table", str(tmp_path / "none.sqlite"), *TINY]) == 2
     assert "cost table not found" in capsys.readouterr().err
+
+
+def test_binary_ranks_file_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(HalocError, match="not a text file") as info:
+        load_ranks(path)
+    assert info.value.file == str(path)
+
+
+def test_a_table_without_latency_fails_before_any_timing(tmp_path: Path, monkeypatch) -> None:
+    from fake_cost_backend import FakeBackend
+
+    from haloc_hw.cli.bench import run_bench
+
+    layers = extract_shapes(build_model("resnet20"), INPUT, 1)
+    path = tmp_path / "cycles.sqlite"
+    build_table(layers, FakeBackend(), path, candidates_fn=lambda info: [], progress=False)  # cycles and energy only
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed a model before reading the table")
+
+    monkeypatch.setattr(GpuCostModel, "time_module", no_timing)
+    backend = GpuCostModel(device="cpu", dtype="fp32", batch=1, warmup=0, repeats=1, threads=1, progress=False)
+    with pytest.raises(HalocError, match="latency_s"):
+        run_bench("resnet20", backend, table_path=path, input_size=INPUT)

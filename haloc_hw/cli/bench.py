@@ -82,6 +82,8 @@ def load_ranks(path: str | Path) -> dict[str, tuple[int, int]]:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise HalocError(f"malformed JSON at line {err.lineno}: {err.msg}", file=path, fix="correct the JSON") from None
+    except UnicodeDecodeError:
+        raise HalocError("not a text file", file=path, key="--ranks", fix="give the ranks.json written by 'haloc-hw search'") from None
     layers = doc.get("layers", doc) if isinstance(doc, dict) else None
     if not isinstance(layers, dict):
         raise HalocError("expected an object mapping layer names to ranks", file=path, key="layers",
@@ -109,9 +111,9 @@ def _measure(backend: Any, model: Any, batch: int, input_size: tuple[int, int, i
     try:
         stats = backend.time_module(module, x)
     except RuntimeError as err:
-        import torch
+        from haloc_hw.cost.gpu import is_oom
 
-        if isinstance(err, torch.OutOfMemoryError):
+        if is_oom(err):
             raise HalocError(f"out of memory at batch {batch}", key="--batch", fix="use a smaller --batch") from None
         raise
     return Measured(stats.median_s, stats.p10_s, stats.p90_s, batch / stats.median_s)
@@ -133,26 +135,35 @@ def run_bench(
     format and batch apply). Weights are random: latency does not depend on them, so the
     Tucker-2 factors are computed with ``n_iter`` HOOI rounds (0: plain HOSVD, fast).
     """
-    from haloc_hw.models import IMAGENET_MODELS, build_model
+    from haloc_hw.cli.tables import default_num_classes
+    from haloc_hw.models import build_model, default_dataset, default_input_size
 
     table = None
     if table_path is not None:
         from haloc_hw.cost.table import CostTable
 
         table = CostTable.open(table_path)
+    meta = table.metadata if table is not None else {}
+    dataset = default_dataset(model_name.lower())
     if input_size is None:
-        meta_size = table.metadata.get("input_size") if table is not None else None
+        meta_size = meta.get("input_size")
         if isinstance(meta_size, (list, tuple)) and len(meta_size) == 3:
             input_size = tuple(int(v) for v in meta_size)  # type: ignore[assignment]
         else:
-            input_size = (3, 224, 224) if model_name.lower() in IMAGENET_MODELS else (3, 32, 32)
+            input_size = default_input_size(model_name, dataset)
     if num_classes is None:
-        meta_classes = table.metadata.get("num_classes") if table is not None else None
-        if isinstance(meta_classes, int) and meta_classes > 0:
-            num_classes = meta_classes
-        else:
-            num_classes = 1000 if model_name.lower() in IMAGENET_MODELS else 10
+        meta_classes = meta.get("num_classes")
+        num_classes = meta_classes if isinstance(meta_classes, int) and meta_classes > 0 else default_num_classes(dataset)
     batch = backend.batch or 1
+    predicted_original = predicted_compressed = None
+    if table is not None:  # table lookups first: a table without latency fails before minutes of timing
+        if meta.get("batch") is not None and int(meta["batch"]) != batch:
+            log.warning("the table was built at batch %s, the bench runs at batch %d: predictions will not match", meta["batch"], batch)
+        if meta.get("backend") not in (None, "gpu"):
+            log.warning("the table comes from the '%s' backend; it has no measured latency to compare", meta["backend"])
+        predicted_original = table.model_cost({}, metric="latency_s")
+        if ranks:
+            predicted_compressed = table.model_cost(dict(ranks), metric="latency_s")
     model = build_model(model_name, num_classes=num_classes, in_channels=input_size[0])
     model.eval()
     eager = None
@@ -169,6 +180,8 @@ def run_bench(
         original=_measure(backend, model, batch, input_size),
         original_eager=None if eager is None else _measure(eager, model, batch, input_size),
         ranks=dict(ranks or {}),
+        predicted_original_s=predicted_original,
+        predicted_compressed_s=predicted_compressed,
         table=None if table_path is None else str(table_path),
     )
     if ranks:
@@ -178,16 +191,6 @@ def run_bench(
         result.compressed = _measure(backend, compressed, batch, input_size)
         if eager is not None:
             result.compressed_eager = _measure(eager, compressed, batch, input_size)
-    if table is not None:
-        table_batch = table.metadata.get("batch")
-        if table_batch is not None and int(table_batch) != batch:
-            log.warning("the table was built at batch %s, the bench runs at batch %d: predictions will not match", table_batch, batch)
-        fp = table.metadata.get("backend")
-        if fp not in (None, "gpu"):
-            log.warning("the table comes from the '%s' backend; it has no measured latency to compare", fp)
-        result.predicted_original_s = table.model_cost({}, metric="latency_s")
-        if ranks:
-            result.predicted_compressed_s = table.model_cost(dict(ranks), metric="latency_s")
     return result
 
 

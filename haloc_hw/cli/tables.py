@@ -30,6 +30,11 @@ from haloc_hw.fileio import file_sha256
 DATASET_CLASSES = {"imagenet": 1000, "cifar100": 100}
 
 
+def default_num_classes(dataset: str) -> int:
+    """Width of the final layer for a dataset: :data:`DATASET_CLASSES`, else 10 (CIFAR-10, MNIST, ...)."""
+    return DATASET_CLASSES.get(dataset.lower(), 10)
+
+
 def register(subparsers: Any) -> None:
     from haloc_hw.cost.backends import add_backend_arguments, available_backends
 
@@ -119,7 +124,7 @@ def _build(args: argparse.Namespace) -> int:
 
     input_size = _input_size(args)
     dataset = _dataset(args)
-    num_classes = args.num_classes or DATASET_CLASSES.get(dataset.lower(), 10)
+    num_classes = args.num_classes or default_num_classes(dataset)
     model = build_model(args.model, num_classes=num_classes, in_channels=input_size[0])
     layers = extract_shapes(model, input_size, args.batch)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from haloc_hw.cost.base import Cost
-from haloc_hw.cost.timing import TimingStats, time_cpu, time_cuda, time_cuda_graph
+from haloc_hw.cost.timing import TimingStats, check_count, time_cpu, time_cuda, time_cuda_graph
 from haloc_hw.errors import HalocError
 from haloc_hw.workload import ConvShape
 
@@ -132,7 +132,8 @@ def check_triple(triple: Sequence[ConvShape]) -> None:
             )
 
 
-def _is_oom(err: BaseException) -> bool:
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch running out of device (or, on the CPU, host) memory."""
     import torch
 
     if isinstance(err, torch.OutOfMemoryError):
@@ -229,14 +230,12 @@ class GpuCostModel:
             raise HalocError(
                 f"unknown memory format '{memory_format}'", key="memory_format", fix=f"use one of {', '.join(MEMORY_FORMATS)}"
             )
-        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-            raise HalocError(f"batch must be a positive integer, got {batch!r}", key="batch", fix="pass --batch 1 or more")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise HalocError(f"threads must be a positive integer, got {threads!r}", key="threads", fix="pass --threads 1 or more")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise HalocError(f"warmup must be an integer >= 0, got {warmup!r}", key="warmup", fix="pass --warmup 0 or more")
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise HalocError(f"repeats must be an integer >= 1, got {repeats!r}", key="repeats", fix="pass --repeats 1 or more")
+        if batch is not None:
+            check_count(batch, "batch", 1)
+        if threads is not None:
+            check_count(threads, "threads", 1)
+        check_count(warmup, "warmup", 0)
+        check_count(repeats, "repeats", 1)
         self.device = str(device)
         self.is_cuda = kind == "cuda"
         self.dtype = dtype
@@ -292,10 +291,6 @@ class GpuCostModel:
             "batch": self.batch,
             "memory_format": self.memory_format,
         }
-
-    def describe(self) -> str:
-        fp = self.fingerprint()
-        return f"{fp['device_name']} ({fp['device']}), {self.dtype}, batch {self.batch}, {self.memory_format}"
 
     # -- measuring --------------------------------------------------------------------------
 
@@ -402,7 +397,7 @@ class GpuCostModel:
             try:
                 return time_cuda_graph(fn, self.warmup, self.repeats, self.min_sample_s)
             except RuntimeError as err:
-                if _is_oom(err):
+                if is_oom(err):
                     raise
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 log.warning("CUDA graph capture failed (%s); timing eager launches instead", first)
@@ -433,8 +428,8 @@ class GpuCostModel:
             try:
                 stats = self._measure(job, batch)
                 break
-            except (torch.OutOfMemoryError, RuntimeError) as err:
-                if not _is_oom(err):
+            except RuntimeError as err:  # torch.OutOfMemoryError is one
+                if not is_oom(err):
                     raise
                 if self.is_cuda:
                     torch.cuda.empty_cache()

@@ -91,11 +91,32 @@ def choose_inner(estimate_s: float, min_sample_s: float) -> int:
     return max(1, min(MAX_INNER, math.ceil(min_sample_s / estimate_s)))
 
 
+def check_count(value: Any, key: str, minimum: int) -> int:
+    """``value`` when it is an integer >= ``minimum`` (a bool is not), else :class:`HalocError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HalocError(f"{key} must be an integer >= {minimum}, got {value!r}", key=key, fix=f"pass --{key} {minimum} or more")
+    return value
+
+
 def _check_counts(warmup: int, repeats: int) -> None:
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise HalocError(f"warmup must be an integer >= 0, got {warmup!r}", key="warmup", fix="pass --warmup 0 or more")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise HalocError(f"repeats must be an integer >= 1, got {repeats!r}", key="repeats", fix="pass --repeats 1 or more")
+    check_count(warmup, "warmup", 0)
+    check_count(repeats, "repeats", 1)
+
+
+def _event_samples(sample: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` runs of ``sample``, bracketed by CUDA events on the current stream.
+
+    The host waits only once, after the last run, so its own overhead stays out of the samples.
+    """
+    import torch
+
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        sample()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) * 1e-3 for start, end in events]
 
 
 def time_cpu(fn: Callable[[], Any], warmup: int, repeats: int, min_sample_s: float = 0.0) -> TimingStats:
@@ -124,21 +145,14 @@ def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int, min_sample_s: fl
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    first.record()
-    fn()
-    last.record()
-    last.synchronize()
-    estimate = first.elapsed_time(last) * 1e-3
+    (estimate,) = _event_samples(fn, 1)
     inner = choose_inner(estimate, min_sample_s)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
+
+    def sample() -> None:
         for _ in range(inner):
             fn()
-        end.record()
-    torch.cuda.synchronize()
-    samples = [start.elapsed_time(end) * 1e-3 / inner for start, end in events]
+
+    samples = [seconds / inner for seconds in _event_samples(sample, repeats)]
     return stats_from_samples(samples, inner, "cuda_events")
 
 
@@ -173,23 +187,12 @@ def time_cuda_graph(fn: Callable[[], Any], warmup: int, repeats: int, min_sample
         return graph
 
     single = capture(1)
-    single.replay()
-    first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    first.record()
-    single.replay()
-    last.record()
-    last.synchronize()
-    estimate = first.elapsed_time(last) * 1e-3
+    single.replay()  # a graph's first replay uploads it: kept out of the estimate
+    (estimate,) = _event_samples(single.replay, 1)
     del single
     inner = choose_inner(estimate, min_sample_s)
     graph = capture(inner)
-    graph.replay()  # the first replay uploads the graph; keep it out of the samples
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
-        graph.replay()
-        end.record()
-    torch.cuda.synchronize()
-    samples = [start.elapsed_time(end) * 1e-3 / inner for start, end in events]
+    graph.replay()  # upload, kept out of the samples
+    samples = [seconds / inner for seconds in _event_samples(graph.replay, repeats)]
     del graph
     return stats_from_samples(samples, inner, "cuda_graph")
