@@ -81,8 +81,9 @@ class MapperSettings:
     ``metric``: lexicographic objectives (Timeloop's ``optimization-metrics``).
     ``refine_top``: rows improved by the loop-order / bypass local search.
     ``refine_rounds``: passes of that search over all levels.
-    ``max_evaluations``: phase-1 budget; beyond it a seeded sample is evaluated and the best
-    rows are then hill-climbed by moving one prime factor at a time (``climb_rounds`` passes).
+    ``max_evaluations``: phase-1 budget (0: no limit); beyond it a seeded sample is evaluated
+    and the best rows are then hill-climbed by moving one prime factor at a time
+    (``climb_rounds`` passes).
     ``max_rows``, ``max_keep_combos``, ``seed``: see :class:`SpaceLimits`.
     """
 
