@@ -65,6 +65,8 @@ def write_yaml_atomic(path: str | Path, obj: Any) -> None:
 
 def read_yaml(path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
     """Read a YAML file with a safe loader; bad files raise :class:`HalocError` naming the file."""
+    if not issubclass(loader, yaml.SafeLoader):  # a full loader would run constructors from the file
+        raise TypeError(f"read_yaml needs a yaml.SafeLoader subclass, not {loader.__name__}")
     path = Path(path)
     if not path.is_file():
         raise HalocError("file not found", file=path, fix="check the path")
