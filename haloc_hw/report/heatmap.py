@@ -130,8 +130,7 @@ def plot_rank_costs(
             ax.plot(ranks, values, marker="o", color="tab:blue", label="Tucker-2 candidate (r1 = r2)")
             if original is not None:
                 ax.axhline(original * scale, color="tab:red", linestyle="--", label=f"original layer: {original * scale:.4g}")
-                cheaper = [r for r, v in zip(ranks, values) if v < original * scale]
-                if cheaper:
+                if any(v < original * scale for v in values):
                     ax.fill_between(ranks, values, original * scale, where=[v < original * scale for v in values],
                                     color="tab:green", alpha=0.15, interpolate=True, label="cheaper than original")
             ax.plot([best[0]], [best_value * scale], marker="*", markersize=16, color="gold",
@@ -146,9 +145,11 @@ def plot_rank_costs(
             kind = "heatmap"
             r1s = sorted({k[0] for k in cells})
             r2s = sorted({k[1] for k in cells})
+            row, col = {r: i for i, r in enumerate(r1s)}, {r: j for j, r in enumerate(r2s)}
             data = np.full((len(r1s), len(r2s)), np.nan)
             for (r1, r2), value in cells.items():
-                data[r1s.index(r1), r2s.index(r2)] = value * scale
+                data[row[r1], col[r2]] = value * scale
+            annotate = max(data.shape) <= ANNOTATE_MAX
             masked = np.ma.masked_invalid(data)
             cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
             image = ax.imshow(masked, origin="lower", cmap=cmap, aspect="auto")
@@ -166,7 +167,7 @@ def plot_rank_costs(
                     bar.ax.axhline(level, color="red", linewidth=2)
                 cheap = np.where(np.isnan(data), False, data < level)
                 _outline(ax, cheap)
-                if max(data.shape) <= ANNOTATE_MAX:
+                if annotate:
                     for i in range(len(r1s)):
                         for j in range(len(r2s)):
                             if not np.isnan(data[i, j]):
@@ -175,12 +176,12 @@ def plot_rank_costs(
                                         color="black" if shade > 0.6 else "white")
                 if not cheap.any():
                     subtitle = ("No candidate is cheaper than the original. " + subtitle).strip()
-            corner = 0.3 if max(data.shape) <= ANNOTATE_MAX else 0.0  # keep the cell's number readable
-            ax.plot([r2s.index(best[1]) - corner], [r1s.index(best[0]) + corner], marker="*",
+            corner = 0.3 if annotate else 0.0  # keep the cell's number readable
+            ax.plot([col[best[1]] - corner], [row[best[0]] + corner], marker="*",
                     markersize=11 if corner else 16, color="gold", markeredgecolor="black", linestyle="none")
             title += f"\nstar: best ({best[0]}, {best[1]});"
             title += " red outline: cheaper than the original layer" if original is not None else ""
-            if original is not None and max(data.shape) <= ANNOTATE_MAX:
+            if original is not None and annotate:
                 title += " (cells: cost / original)"
         if subtitle:
             title += "\n" + "\n".join(textwrap.wrap(subtitle, 80))
