@@ -33,13 +33,14 @@ def main() -> None:
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
-    from haloc_hw.models import build_model, default_input_size
+    from haloc_hw.cli.tables import default_num_classes
+    from haloc_hw.models import build_model, default_dataset, default_input_size
     from haloc_hw.spec.shipped import resolve_spec_path
     from haloc_hw.workload import extract_shapes
 
-    dataset = "imagenet" if args.model in ("resnet18", "mobilenet_v2") else "cifar10"
+    dataset = default_dataset(args.model)
     size = default_input_size(args.model, dataset)
-    layers = extract_shapes(build_model(args.model, num_classes=1000 if dataset == "imagenet" else 10), size, 1)
+    layers = extract_shapes(build_model(args.model, num_classes=default_num_classes(dataset)), size, 1)
     backend = AnalyticalCostModel.from_files(resolve_spec_path(args.arch))
 
     def candidates(info):

@@ -9,10 +9,10 @@ possible, which ``haloc-hw bench`` then measures on the whole network.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from haloc_hw.cost.table import CostTable
+from haloc_hw.fileio import write_json_atomic
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
         best = min(((table.cost(name, r1, r2, args.metric), (r1, r2)) for r1, r2 in table.candidates(name)), default=None)
         if best is not None and best[0] < original:
             layers[name] = {"r1": best[1][0], "r2": best[1][1], "cost": best[0], "original_cost": original}
-    args.out.write_text(json.dumps({"metric": args.metric, "layers": layers}, indent=2) + "\n")
+    write_json_atomic(args.out, {"metric": args.metric, "layers": layers})
     print(f"{args.out}: {len(layers)} of {len(table.decomposable_layers())} layers decomposed")
 
 

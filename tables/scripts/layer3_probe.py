@@ -10,10 +10,10 @@ three parts timed alone. Writes one JSON document.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from haloc_hw.cost.gpu import GpuCostModel
+from haloc_hw.fileio import write_json_atomic
 from haloc_hw.workload import ConvShape, tucker2_triple
 
 
@@ -53,7 +53,7 @@ def main() -> None:
                                 "original_p90_ms": orig.breakdown["p90_s"] * 1e3, "ranks": rows}
         print(f"{mode} {dtype}: original {orig.latency_s * 1e3:.4f} ms; "
               + ", ".join(f"r={r}: {rows[str(r)]['fused_ms']:.4f}" for r in ranks), flush=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json_atomic(args.out, doc)
 
 
 if __name__ == "__main__":

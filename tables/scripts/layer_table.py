@@ -17,7 +17,7 @@ from haloc_hw.cost.gpu import GpuCostModel
 from haloc_hw.cost.table import build_table
 from haloc_hw.decompose import rank_candidates
 from haloc_hw.models import build_model
-from haloc_hw.workload import extract_shapes
+from haloc_hw.workload import extract_shapes, parse_input_size
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.input_size.split(","))
+    size = parse_input_size(args.input_size)
     wanted = args.layers.split(",")
     layers = [info for info in extract_shapes(build_model(args.model, num_classes=args.num_classes), size, args.batch)
               if info.name in wanted]
