@@ -111,6 +111,18 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, drop):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("action", ["model", "map"])
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys, action):
+    d = GOLDEN / "r20_s3_r16_in"
+    out = tmp_path / "taken"
+    out.write_text("keep me\n")
+    files = [str(d / f) for f in ("arch.yaml", "problem.yaml", "map.yaml" if action == "model" else "constraints.yaml", "ERT.yaml")]
+    assert main(["cost", action, *files, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and "not a folder" in err and "\n" not in err
+    assert out.read_text() == "keep me\n"
+
+
 def test_unknown_file_and_infeasible_layer(tmp_path, capsys):
     d = GOLDEN / "r18_l3"
     junk = tmp_path / "junk.yaml"

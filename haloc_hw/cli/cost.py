@@ -105,6 +105,24 @@ def _report(ev: Evaluation, title: str, arch: Architecture, energy: EnergyTable)
     return ev.to_json(), stats_text(ev, title, arch, energy)
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` that is not a folder before any work is done."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise HalocError("the output path exists and is not a folder", file=out, key="--out", fix="choose a folder path")
+
+
+def _write_out(out: Path, files: dict[str, str]) -> None:
+    """Write each ``name: text`` into ``out``, every file atomically."""
+    from haloc_hw.fileio import write_text_atomic
+
+    _check_out(out)
+    try:
+        for name, text in files.items():
+            write_text_atomic(out / name, text)
+    except OSError as err:
+        raise HalocError(f"cannot write {name}: {err.strerror}", file=out, key="--out", fix="choose a writable folder") from None
+
+
 def _summary(doc: dict[str, Any]) -> str:
     e = doc.get("energy_pJ")
     c = doc.get("computes")
@@ -114,27 +132,28 @@ def _summary(doc: dict[str, Any]) -> str:
 
 def run_model(args: argparse.Namespace) -> int:
     from haloc_hw.cost.analytical.model import AnalyticalModel
-    from haloc_hw.fileio import write_json_atomic, write_text_atomic
     from haloc_hw.spec.constraints import load_mapping
 
+    _check_out(args.out)
     roles = classify(args.files)
     arch, shape, energy, _ = _load_common(roles)
     mapping = load_mapping(_one(roles, "mapping", "mapping"), arch)
     ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
     doc, text = _report(ev, "haloc-hw cost model", arch, energy)
     if args.out:
-        write_text_atomic(Path(args.out) / "stats.txt", text)
-        write_json_atomic(Path(args.out) / "stats.json", doc)
+        _write_out(args.out, {"stats.txt": text, "stats.json": _json_text(doc)})
     print(json.dumps(doc, indent=2) if args.json else _summary(doc))
     return 0
 
 
 def run_map(args: argparse.Namespace) -> int:
+    import yaml
+
     from haloc_hw.cost.analytical.mapper import Mapper, MapperSettings
-    from haloc_hw.fileio import write_json_atomic, write_text_atomic, write_yaml_atomic
     from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml
     from haloc_hw.spec.shipped import default_constraints_path
 
+    _check_out(args.out)
     roles = classify(args.files)
     arch, shape, energy, arch_path = _load_common(roles)
     cons_files = list(roles.get("constraints", []))
@@ -149,10 +168,8 @@ def run_map(args: argparse.Namespace) -> int:
     doc["mapper"] = {"metric": ",".join(result.metric), "evaluated": result.evaluated, "valid": result.valid,
                      "seconds": round(result.seconds, 4)}
     if args.out:
-        out = Path(args.out)
-        write_yaml_atomic(out / "map.yaml", map_doc)
-        write_text_atomic(out / "stats.txt", text)
-        write_json_atomic(out / "stats.json", doc)
+        _write_out(args.out, {"map.yaml": yaml.safe_dump(map_doc, sort_keys=False, default_flow_style=False),
+                              "stats.txt": text, "stats.json": _json_text(doc)})
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -160,3 +177,7 @@ def run_map(args: argparse.Namespace) -> int:
         print(f"searched {result.evaluated} mappings ({result.valid} valid) in {result.seconds:.2f} s; "
               f"constraints: {constraints.source or 'none'}")
     return 0
+
+
+def _json_text(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"
