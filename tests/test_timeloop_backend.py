@@ -269,3 +269,18 @@ def test_factory_threads_timeout_and_a_missing_mapper_file(tmp_path: Path) -> No
     with pytest.raises(HalocError, match="timeout must be > 0") as info:
         make(timeloop_timeout=0.0)
     assert info.value.key == "timeloop-timeout"
+
+
+def test_an_arch_without_an_energy_table_is_a_user_error(tmp_path: Path) -> None:
+    from haloc_hw.cost.timeloop import TimeloopCostModel
+    from haloc_hw.spec.shipped import resolve_spec_path
+
+    arch = tmp_path / "lonely.yaml"
+    arch.write_text(resolve_spec_path("arch/eyeriss.yaml").read_text())
+    with pytest.raises(HalocError, match="lonely.yaml.*no energy table") as info:
+        TimeloopCostModel.from_files(arch, bin_dir=_bin(tmp_path), jobs_dir=tmp_path / "jobs")
+    assert "lonely.ert.yaml" in info.value.fix
+    # a Timeloop run folder's ERT.yaml is found beside its arch.yaml
+    (tmp_path / "ERT.yaml").write_text((CASE / "ERT.yaml").read_text())
+    found = TimeloopCostModel.from_files(arch, bin_dir=_bin(tmp_path), jobs_dir=tmp_path / "jobs")
+    assert found.ert_source == "shipped:ERT.yaml"

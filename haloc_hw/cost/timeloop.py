@@ -181,22 +181,15 @@ class TimeloopCostModel:
         mapper_path: str | Path | None = None,
         **kwargs: Any,
     ) -> "TimeloopCostModel":
-        """Load the arch, its constraints and mapper settings; the ERT defaults to ``ARCH.ert.yaml`` beside the arch."""
+        """Load the arch, its constraints and mapper settings; the ERT defaults to the one beside the arch
+        (``ARCH.ert.yaml``, or ``ERT.yaml`` in a Timeloop run folder), as for the analytical backend."""
         from haloc_hw.spec import load_arch, load_constraints
-        from haloc_hw.spec.shipped import ert_path_for, resolve_spec_path
+        from haloc_hw.spec.shipped import require_ert_path, resolve_spec_path
 
         arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
         constraints = load_constraints(constraints_path or [], arch)
-        if ert_path is None:
-            ert_path = ert_path_for(arch_path)
-            if ert_path is None:
-                raise HalocError(
-                    f"no energy table given and none beside the arch ({arch_path.stem}.ert.yaml)",
-                    file=arch_path,
-                    key="ert",
-                    fix="pass --ert FILE (an Accelergy ERT), or install accelergy",
-                )
+        ert_path = require_ert_path(arch_path, ert_path)
         settings: dict[str, Any] = {}
         if mapper_path is not None:
             doc = read_yaml(mapper_path)
