@@ -146,12 +146,10 @@ def _constraints_arg(args: argparse.Namespace) -> list[str] | None:
 def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
     from haloc_hw.cost.analytical.backend import AnalyticalCostModel
 
-    constraints = _constraints_arg(args)
-    if constraints is not None and len(constraints) == 1:
-        constraints = constraints[0]
     return AnalyticalCostModel.from_files(
-        ctx.arch_path, constraints_path=constraints, ert_path=getattr(args, "ert", None), clock_hz=getattr(args, "clock_hz", None)
-    )
+        ctx.arch_path, constraints_path=_constraints_arg(args), ert_path=getattr(args, "ert", None),
+        clock_hz=getattr(args, "clock_hz", None),
+    )  # fmt: skip
 
 
 def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
