@@ -360,6 +360,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "needs an architecture" in capsys.readouterr().err
     assert _main(["tables", "--arch", "arch/eyeriss.yaml", "--backend", "fake", "--out", str(tmp_path / "o")]) == 2
     assert "no model given" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused when parsing, not after a whole build
+        _main(["tables", "--model", "resnet20", "--arch", "arch/eyeriss.yaml", "--backend", "fake", "--metric", "watts",
+               "--out", str(tmp_path / "o")])  # fmt: skip
+    assert "invalid choice: 'watts'" in capsys.readouterr().err and not (tmp_path / "o").exists()
     rc = _main(["tables", "--model", "resnet20", "--arch", "arch/eyeriss.yaml", "--backend", "fake", "--jobs", "2",
                 "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1", "--out", str(tmp_path / "o")])  # fmt: skip
     assert rc == 2 and "cannot reach the Dask scheduler" in capsys.readouterr().err

@@ -37,6 +37,7 @@ def default_num_classes(dataset: str) -> int:
 
 def register(subparsers: Any) -> None:
     from haloc_hw.cost.backends import add_backend_arguments, available_backends
+    from haloc_hw.cost.table import TABLE_METRICS
 
     p = subparsers.add_parser(
         "tables",
@@ -59,7 +60,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel local jobs (default: one per CPU core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the jobs on a Dask scheduler (tcp://host:8786)")
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the Dask scheduler")
-    p.add_argument("--metric", default=None, help="metric of the printed best/worst summary (default: cycles, or latency_s)")
+    p.add_argument("--metric", default=None, choices=TABLE_METRICS,
+                   help="metric of the printed best/worst summary (default: cycles, or latency_s)")  # fmt: skip
     p.add_argument("--strict", action="store_true",
                    help="fail if any candidate cannot be evaluated (default: drop such candidates with a warning;"
                         " a failed original layer is always an error)")  # fmt: skip
