@@ -259,8 +259,6 @@ def run(args: argparse.Namespace) -> int:
     from haloc_hw.fileio import write_json_atomic
 
     ranks = load_ranks(args.ranks) if args.ranks else None
-    if args.table is not None and not Path(args.table).is_file():
-        raise HalocError("cost table not found", file=args.table, key="--table", fix="build it with 'haloc-hw tables --backend gpu'")
     backend = GpuCostModel(
         device=args.device,
         dtype=args.dtype,
