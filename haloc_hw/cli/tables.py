@@ -84,29 +84,14 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def _input_size(args: argparse.Namespace) -> tuple[int, int, int]:
-    from haloc_hw.models import default_input_size
-    from haloc_hw.workload import parse_input_size
-
-    if args.input_size:
-        return parse_input_size(args.input_size)
-    return default_input_size(args.model, _dataset(args))
-
-
-def _dataset(args: argparse.Namespace) -> str:
-    from haloc_hw.models import default_dataset
-
-    return args.dataset or default_dataset(args.model)
-
-
 def _build(args: argparse.Namespace) -> int:
     from haloc_hw.cost.backends import BackendContext, create_backend, get_backend_spec
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
-    from haloc_hw.models import build_model
+    from haloc_hw.models import build_model, default_dataset, default_input_size
     from haloc_hw.spec.shipped import resolve_spec_path
-    from haloc_hw.workload import extract_shapes
+    from haloc_hw.workload import extract_shapes, parse_input_size
 
     if not args.model:
         raise HalocError("no model given", key="--model", fix="pass --model resnet18 (or --compare A B)")
@@ -124,8 +109,8 @@ def _build(args: argparse.Namespace) -> int:
     if len(set(stems)) != len(stems):
         raise HalocError("two --arch files have the same name", key="--arch", fix="rename one: table files are named after the arch")
 
-    input_size = _input_size(args)
-    dataset = _dataset(args)
+    dataset = args.dataset or default_dataset(args.model)
+    input_size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.model, dataset)
     num_classes = args.num_classes or default_num_classes(dataset)
     model = build_model(args.model, num_classes=num_classes, in_channels=input_size[0])
     layers = extract_shapes(model, input_size, args.batch)
