@@ -296,12 +296,7 @@ class GpuCostModel:
 
     def evaluate(self, workloads: Sequence[ConvShape]) -> list[Cost]:
         """Median latency of each convolution, timed on its own."""
-        jobs = []
-        for shape in workloads:
-            h, w, _, _ = input_size(shape)
-            jobs.append(
-                _Job(shape.key, (lambda s=shape: build_conv(s)), shape.C * shape.G, h, w, self._batch_for(shape))
-            )
+        jobs = [self._job(shape.key, lambda s=shape: build_conv(s), shape) for shape in workloads]
         return self._run(jobs, "gpu: convs")
 
     def evaluate_triples(self, triples: Sequence[Triple]) -> list[Cost]:
@@ -312,19 +307,8 @@ class GpuCostModel:
         for triple in triples:
             triple = tuple(triple)
             check_triple(triple)
-            first = triple[0]
-            h, w, _, _ = input_size(first)
             label = "+".join(s.key for s in triple)
-            jobs.append(
-                _Job(
-                    label,
-                    (lambda t=triple: nn.Sequential(*(build_conv(s) for s in t))),
-                    first.C * first.G,
-                    h,
-                    w,
-                    self._batch_for(first),
-                )
-            )
+            jobs.append(self._job(label, lambda t=triple: nn.Sequential(*(build_conv(s) for s in t)), triple[0]))
         return self._run(jobs, "gpu: fused triples")
 
     def evaluate_fused(self, triples: Sequence[Triple]) -> list[Cost]:
@@ -387,8 +371,10 @@ class GpuCostModel:
                 cudnn.allow_tf32 = saved_precision
             torch.set_num_threads(saved_threads)
 
-    def _batch_for(self, shape: ConvShape) -> int:
-        return self.batch if self.batch is not None else shape.N
+    def _job(self, label: str, build: Callable[[], "nn.Module"], first: ConvShape) -> _Job:
+        """A timing job whose input is that of ``first`` at this backend's batch (else ``first.N``)."""
+        h, w, _, _ = input_size(first)
+        return _Job(label, build, first.C * first.G, h, w, self.batch if self.batch is not None else first.N)
 
     def _timer(self, fn: Callable[[], Any]) -> TimingStats:
         if self.is_cuda and self.cuda_graphs:
