@@ -19,6 +19,16 @@ import yaml
 from haloc_hw.errors import HalocError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
@@ -29,6 +39,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would.
+        if tmp.is_file():
+            tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
