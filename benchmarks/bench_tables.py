@@ -33,7 +33,7 @@ def main() -> None:
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
-    from haloc_hw.cli.tables import default_num_classes
+    from haloc_hw.models import default_num_classes
     from haloc_hw.models import build_model, default_dataset, default_input_size
     from haloc_hw.spec.shipped import resolve_spec_path
     from haloc_hw.workload import extract_shapes

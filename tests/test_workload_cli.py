@@ -173,3 +173,17 @@ def test_shipped_folder_is_what_the_cli_writes(tmp_path, capsys, name):
     assert ours == theirs
     for rel in ours:
         assert (out / rel).read_bytes() == (shipped / rel).read_bytes(), rel
+
+
+def test_classifier_width_follows_the_dataset(tmp_path, capsys):
+    def fc_row(out):
+        with (out / "index.csv").open() as fh:
+            return next(r for r in csv.DictReader(fh) if r["layer"] == "fc")
+
+    assert main(["workloads", "--model", "resnet18", "--input-size", "3,64,64", "--step", "256", "--out", str(tmp_path / "a")]) == 0
+    assert fc_row(tmp_path / "a")["M"] == "1000"  # ResNet-18 is sized for ImageNet by default
+    assert main(["workloads", "--model", "resnet18", "--input-size", "3,64,64", "--step", "256", "--dataset", "cifar10",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert fc_row(tmp_path / "b")["M"] == "10"
+    assert main(["workloads", "--model", "resnet20", "--num-classes", "7", "--step", "64", "--out", str(tmp_path / "c")]) == 0
+    assert fc_row(tmp_path / "c")["M"] == "7"

@@ -135,7 +135,7 @@ def run_bench(
     format and batch apply). Weights are random: latency does not depend on them, so the
     Tucker-2 factors are computed with ``n_iter`` HOOI rounds (0: plain HOSVD, fast).
     """
-    from haloc_hw.cli.tables import default_num_classes
+    from haloc_hw.models import default_num_classes
     from haloc_hw.models import build_model, default_dataset, default_input_size
 
     table = None

@@ -27,14 +27,6 @@ from typing import Any
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256
 
-DATASET_CLASSES = {"imagenet": 1000, "cifar100": 100}
-
-
-def default_num_classes(dataset: str) -> int:
-    """Width of the final layer for a dataset: :data:`DATASET_CLASSES`, else 10 (CIFAR-10, MNIST, ...)."""
-    return DATASET_CLASSES.get(dataset.lower(), 10)
-
-
 def register(subparsers: Any) -> None:
     from haloc_hw.cost.backends import add_backend_arguments, available_backends
     from haloc_hw.cost.table import TABLE_METRICS
@@ -89,7 +81,7 @@ def _build(args: argparse.Namespace) -> int:
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
-    from haloc_hw.models import build_model, default_dataset, default_input_size
+    from haloc_hw.models import build_model, default_dataset, default_input_size, default_num_classes
     from haloc_hw.spec.shipped import resolve_spec_path
     from haloc_hw.workload import extract_shapes, parse_input_size
 

@@ -48,6 +48,7 @@ def write_workloads(
     model_name: str,
     input_size: tuple[int, int, int],
     batch: int = 1,
+    num_classes: int = 10,
     dialect: str = "v3",
     step: int | None = None,
     equal: bool = True,
@@ -69,7 +70,7 @@ def write_workloads(
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise HalocError(f"batch must be a positive integer, got {batch!r}", key="--batch")
     _check_out(out, force)
-    model = build_model(model_name, in_channels=input_size[0])
+    model = build_model(model_name, num_classes=num_classes, in_channels=input_size[0])
     layers = extract_shapes(model, input_size, batch=batch)
     rows = candidate_workloads(layers, step=step, equal=equal, max_macs_ratio=max_macs_ratio, include_full=include_full)
 
@@ -116,6 +117,7 @@ def write_workloads(
         manifest = {
             "model": model_name,
             "input_size": list(input_size),
+            "num_classes": num_classes,
             "batch": batch,
             "dialect": dialect,
             "step": step,
@@ -152,16 +154,13 @@ def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from haloc_hw.models import MODEL_NAMES, default_dataset, default_input_size
+    from haloc_hw.models import MODEL_NAMES, default_dataset, default_input_size, default_num_classes
 
     model = args.model.lower().replace("-", "_")
     if model not in MODEL_NAMES:
         raise HalocError(f"unknown model '{args.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
-    if args.input_size is not None:
-        size = parse_input_size(args.input_size)
-    else:
-        dataset = args.dataset or default_dataset(model)
-        size = default_input_size(model, dataset)
+    dataset = args.dataset or default_dataset(model)
+    size = parse_input_size(args.input_size) if args.input_size is not None else default_input_size(model, dataset)
     if args.step is not None and args.step < 1:
         raise HalocError(f"rank step must be a positive integer, got {args.step}", key="--step", fix="use e.g. 8, 16 or 32")
     counts = write_workloads(
@@ -169,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         model,
         size,
         batch=args.batch,
+        num_classes=args.num_classes or default_num_classes(dataset),
         dialect=args.dialect,
         step=args.step,
         equal=args.equal,
@@ -191,6 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True, help="resnet20 | vgg16 | resnet18 | mobilenet_v2")
     parser.add_argument("--input-size", default=None, help="C,H,W (default: from --dataset)")
+    parser.add_argument("--num-classes", type=int, default=None, help="width of the final layer (default: from the dataset: 1000 for imagenet, else 10)")
     parser.add_argument("--dataset", default=None, help="pick the input size: cifar10 (default for resnet20/vgg16), fashion-mnist, imagenet (default for resnet18/mobilenet_v2)")
     parser.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
     parser.add_argument("--dialect", default="v3", help="v3 (Timeloop 3.0.x, hyphenated keys; default) or v4 (timeloopfe)")

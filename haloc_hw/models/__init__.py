@@ -63,6 +63,15 @@ def default_input_size(name: str, dataset: str) -> tuple[int, int, int]:
     return DATASET_INPUT_SIZES[key]
 
 
+#: Classes of the datasets whose final layer is not 10 wide.
+DATASET_CLASSES: dict[str, int] = {"imagenet": 1000, "cifar100": 100}
+
+
+def default_num_classes(dataset: str) -> int:
+    """Width of the final layer for a dataset: :data:`DATASET_CLASSES`, else 10 (CIFAR-10, MNIST, ...)."""
+    return DATASET_CLASSES.get(str(dataset).lower(), 10)
+
+
 def default_dataset(name: str) -> str:
     """The dataset a model is sized for when none is given: ImageNet or CIFAR-10.
 
@@ -71,5 +80,5 @@ def default_dataset(name: str) -> str:
     return "imagenet" if _check_name(name) in IMAGENET_MODELS else "cifar10"
 
 
-__all__ = ["DATASET_INPUT_SIZES", "IMAGENET_MODELS", "MODEL_NAMES", "build_model", "default_dataset",
-           "default_input_size"]
+__all__ = ["DATASET_CLASSES", "DATASET_INPUT_SIZES", "IMAGENET_MODELS", "MODEL_NAMES", "build_model",
+           "default_dataset", "default_input_size", "default_num_classes"]
