@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 
 from haloc_hw.errors import HalocError
 from haloc_hw.search.budget import (
-    BUDGET_FLAGS,
     Budget,
     CostLookup,
+    budget_key,
     candidate_vectors,
     combine,
     components,
@@ -108,15 +108,21 @@ class Problem:
                 out[name] = "no rank candidate with a cost in the table"
         return out
 
+    def require(self, given: Mapping[str, Any], *, what: str, key: str, item: str) -> None:
+        """Raise one :class:`HalocError` naming the layers with candidates that ``given`` lacks."""
+        missing = [n for n in self.names if n not in given]
+        if missing:
+            raise HalocError(f"no {what} for layers {', '.join(missing[:8])}", key=key,
+                             fix=f"pass {item} for every layer with candidates")
+
     def unreachable(self, method: str, minimum: float, what: str) -> HalocError:
         """The error for a budget this method cannot meet, naming the least it reaches."""
-        flag = [k for k, v in BUDGET_FLAGS.items() if v == self.metric][0]
         ratio = minimum / self.range.original if self.range.original else float("nan")
         return HalocError(
             f"the {method} baseline cannot meet budget {self.budget_spec.text or self.budget_spec.describe()} "
             f"({format_cost(self.budget, self.metric)}): {what} reaches at best {ratio:.4g} of the original = "
             f"{format_cost(minimum, self.metric)}",
-            file=self.source, key=f"budget-{flag}",
+            file=self.source, key=budget_key(self.metric),
             fix=f"raise the budget to at least {ratio:.4g}, or add smaller rank candidates to the table",
         )
 
@@ -129,8 +135,7 @@ class Problem:
                          repair=False)
         plan.repair_rule = f"none: ranks chosen by the {method} baseline"
         plan.note = note
-        if hasattr(plan, "skipped"):
-            plan.skipped = self.skipped()
+        plan.skipped = self.skipped()
         if not plan.met:  # the allocators only return choices that meet the budget
             raise AssertionError(f"{method} produced ranks over budget ({plan.total_cost} > {plan.budget})")
         return plan

@@ -20,7 +20,6 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from haloc_hw.baselines.common import BaselineResult, Problem, Rank
-from haloc_hw.errors import HalocError
 from haloc_hw.search.budget import Budget, CostLookup
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,7 @@ def greedy_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], we
     """
     problem = Problem(costs, candidates, budget, source=source)
     if errors is None:
-        missing = [n for n in problem.names if n not in weights]
-        if missing:
-            raise HalocError(f"no weights for layers {', '.join(missing[:8])}", key="weights",
-                             fix="pass the base model's conv weights for every layer with candidates")
+        problem.require(weights, what="weights", key="weights", item="the base model's conv weights")
         errors = candidate_errors(weights, problem.candidates, progress=progress)
     errs = {n: list(errors[n]) for n in problem.names}
     choice = {n: len(problem.candidates[n]) - 1 for n in problem.names}

@@ -15,7 +15,6 @@ import logging
 from typing import Mapping, Sequence
 
 from haloc_hw.baselines.common import BaselineResult, Problem, Rank
-from haloc_hw.errors import HalocError
 from haloc_hw.search.budget import Budget, CostLookup
 
 log = logging.getLogger(__name__)
@@ -50,10 +49,7 @@ def uniform_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], c
     over budget (or the budget is below what any ranks reach).
     """
     problem = Problem(costs, candidates, budget, source=source)
-    missing = [n for n in problem.names if n not in channels]
-    if missing:
-        raise HalocError(f"no channel counts for layers {', '.join(missing[:8])}", key="channels",
-                         fix="pass (M, C) for every layer with candidates")
+    problem.require(channels, what="channel counts", key="channels", item="(M, C)")
     fractions = sorted({rank_fraction(c, channels[n]) for n in problem.names for c in problem.candidates[n]},
                        reverse=True)
     tried: list[dict[str, float]] = []

@@ -151,10 +151,7 @@ def vbmf_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], weig
                budget: Budget, *, source: str | None = None) -> BaselineResult:
     """EVBMF ranks per layer, snapped to the grid, scaled down uniformly until ``budget`` is met."""
     problem = Problem(costs, candidates, budget, source=source)
-    missing = [n for n in problem.names if n not in weights]
-    if missing:
-        raise HalocError(f"no weights for layers {', '.join(missing[:8])}", key="weights",
-                         fix="pass the base model's conv weights for every layer with candidates")
+    problem.require(weights, what="weights", key="weights", item="the base model's conv weights")
     estimates = {n: estimate_layer_ranks(weights[n]) for n in problem.names}
     best_total = float("inf")
     steps = round(1.0 / SCALE_STEP)
@@ -165,7 +162,7 @@ def vbmf_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], weig
         total = problem.total(choice)
         best_total = min(best_total, total)
         if problem.meets(choice):
-            note = (f"EVBMF ranks snapped to the grid" + (f", scaled by {scale:.2f} to meet the budget" if i else "")
+            note = ("EVBMF ranks snapped to the grid" + (f", scaled by {scale:.2f} to meet the budget" if i else "")
                     + f"; total {total:.6g} <= budget {problem.budget:.6g}")
             log.info("vbmf baseline: %s", note)
             plan = problem.plan(choice, "vbmf", note)

@@ -91,6 +91,11 @@ def format_cost(value: float, metric: str) -> str:
     return f"{value:.4g} {_BASE_UNIT.get(metric, '')}".rstrip()
 
 
+def budget_key(metric: str) -> str:
+    """The option naming a budget of ``metric`` in error messages (``energy_pJ`` -> ``budget-energy``)."""
+    return "budget-" + next((k for k, v in BUDGET_FLAGS.items() if v == metric), metric)
+
+
 def metric_for_flag(flag: str) -> str:
     """``energy`` -> ``energy_pJ`` etc.; unknown names raise :class:`HalocError`."""
     try:
@@ -110,7 +115,7 @@ def parse_budget(text: str | float, metric: str) -> Budget:
     """
     if metric not in _UNITS:
         raise HalocError(f"unknown metric '{metric}'", key="metric", fix=f"use one of {', '.join(_UNITS)}")
-    key = f"budget-{[k for k, v in BUDGET_FLAGS.items() if v == metric][0]}"
+    key = budget_key(metric)
     raw = str(text)
     match = _NUMBER.match(raw)
     if not match:
@@ -156,8 +161,6 @@ def check_table(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], met
     for name in candidates:
         try:
             costs.original_cost(name, metric)
-        except HalocError:
-            raise
         except (KeyError, ValueError) as err:
             raise HalocError(f"cost table has no original '{metric}' cost for layer {name}: {err}", file=source, key=name,
                              fix="rebuild the table") from None
@@ -208,12 +211,11 @@ def resolve_budget(
     rng = cost_range(costs, candidates, budget.metric)
     absolute = budget.value * rng.original if budget.relative else budget.value
     if absolute < rng.minimum * (1 - 1e-9):
-        key = f"budget-{[k for k, v in BUDGET_FLAGS.items() if v == budget.metric][0]}"
         raise HalocError(
             f"budget {budget.text or budget.describe()} ({format_cost(absolute, budget.metric)}) is below the cheapest "
             f"reachable ranks: {rng.minimum / rng.original:.4g} of the original = {format_cost(rng.minimum, budget.metric)}",
             file=source,
-            key=key,
+            key=budget_key(budget.metric),
             fix=f"raise the budget to at least {rng.minimum / rng.original:.4g} or add smaller rank candidates to the table",
         )
     return absolute, rng
