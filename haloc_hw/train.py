@@ -90,6 +90,8 @@ class TrainConfig:
             (self.step_size >= 1, "step_size", "use step_size >= 1"),
             (0 < self.gamma <= 1, "gamma", "use 0 < gamma <= 1"),
             (self.eval_every >= 1, "eval_every", "use eval_every >= 1"),
+            (self.nan_check_every >= 1, "nan_check_every", "use nan_check_every >= 1"),
+            (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "use a positive max norm, or None for off"),
             (not (self.nesterov and self.momentum == 0), "nesterov", "Nesterov needs momentum > 0"),
             (self.compile in COMPILE_MODES, "compile", f"use one of {COMPILE_MODES}"),
         ]

@@ -84,6 +84,13 @@ def test_defaults_are_the_paper_recipe():
         train(_model(), _data(), TrainConfig(schedule="linear"), progress=False)
 
 
+@pytest.mark.parametrize("field, value", [("nan_check_every", 0), ("grad_clip", 0.0), ("grad_clip", -1.0)])
+def test_invalid_step_settings_are_user_errors(field, value):
+    # nan_check_every 0 would divide by zero on the first step; a max norm <= 0 would zero every gradient
+    with pytest.raises(HalocError, match=field):
+        TrainConfig(**{field: value}).validate()
+
+
 def test_training_learns_and_writes_history(tmp_path):
     data = _data(n=256)
     model = _model()
