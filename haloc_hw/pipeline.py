@@ -15,9 +15,10 @@ made inside the functions so building the CLI parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256, write_json_atomic
@@ -143,13 +144,13 @@ def resolve_run_budget(args: argparse.Namespace) -> tuple[str, str]:
     return metric, str(text)
 
 
-def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, out: Path) -> None:
+def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, out: Path) -> Any:
     """Fail fast, before any training or table build, on inputs a user got wrong.
 
-    Checks the model name, ``--base`` and ``--table`` paths, the budget's syntax, and, when
+    Checks the model name, ``--batch``, ``--base`` and ``--table`` paths, the budget's syntax, and, when
     a table will have to be built, that the backend can be created for ``--arch`` (the arch,
     energy table and constraints parse; a GPU backend finds its device; Timeloop is on PATH).
-    Nothing is written.
+    Nothing is written. Returns the parsed :class:`~haloc_hw.search.budget.Budget`.
     """
     from haloc_hw.cost.backends import BackendContext, create_backend
     from haloc_hw.models import MODEL_NAMES
@@ -158,14 +159,52 @@ def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, ou
 
     if args.model not in MODEL_NAMES:
         raise HalocError(f"unknown model '{args.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+    if args.batch < 1:
+        raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
     if args.base is not None and not Path(args.base).exists():
         raise HalocError("base model not found", file=args.base, key="--base",
                          fix="pass a run folder or model.pt written by 'haloc-hw train', or leave --base out")
-    parse_budget(budget_text, metric)
+    budget = parse_budget(budget_text, metric)
     table_path = args.table or out / "table.sqlite"
     if not table_path.exists():
         arch = resolve_spec_path(args.arch, key="--arch")
         create_backend(args.backend, args, BackendContext(arch_path=arch, out_dir=table_path.parent, jobs=1))
+    return budget
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Copy the run's log records (INFO and up, whatever ``-v`` says) into ``path`` while the block runs.
+
+    The root logger is lowered to INFO for the file's sake; console handlers without a level
+    of their own get the old threshold meanwhile, so the terminal shows what ``-v`` asked for.
+    """
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    old_level = root.level
+    quieted = []
+    if old_level > logging.INFO:
+        quieted = [h for h in root.handlers if h.level == logging.NOTSET]
+        for h in quieted:
+            h.setLevel(old_level)
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(old_level)
+        for h in quieted:
+            h.setLevel(logging.NOTSET)
+
+
+def table_candidates(table: Any) -> dict[str, list[tuple[int, int]]]:
+    """The rank candidates of every decomposable layer of ``table`` that has any (what search and baselines choose from)."""
+    found = {n: table.candidates(n) for n in table.decomposable_layers()}
+    return {n: c for n, c in found.items() if c}
 
 
 def prepare_data(args: argparse.Namespace, *, echo: Echo = log.info) -> Any:

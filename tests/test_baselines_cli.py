@@ -58,6 +58,7 @@ def test_three_baselines_share_base_and_table_and_write_search_style_run_folders
         assert model.haloc_info["ranks"] == plan.ranks
         assert (run / "finetune" / "history.json").is_file()
         assert json.loads((run / "baseline.json").read_text())["method"] == method
+        assert f"{method} baseline:" in (run / "baseline.log").read_text()  # INFO records reach the run log
     # the three runs make a report together
     assert main(["report", "runs", *map(str, runs.values()), "--out", str(tmp_path / "report")]) == 0
     assert "| vbmf |" in (tmp_path / "report" / "report.md").read_text()

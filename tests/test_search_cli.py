@@ -30,6 +30,7 @@ def test_search_writes_a_complete_run_folder(tiny_run):
     for name in ("config.yaml", "ranks.json", "model.pt", "model.onnx", "metrics.json", "search_history.json",
                  "search.log", "table.sqlite", "base/model.pt"):
         assert (out / name).exists(), name
+    assert "search done:" in (out / "search.log").read_text()  # INFO records reach the run log
     ranks = json.loads((out / "ranks.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert ranks["metric"] == "energy_pJ"

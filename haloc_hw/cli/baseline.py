@@ -15,13 +15,8 @@ Steps, as in ``haloc-hw search`` (the shared ones live in :mod:`haloc_hw.pipelin
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
-
-from haloc_hw.errors import HalocError
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -41,26 +36,18 @@ def run(args: argparse.Namespace) -> int:
     from haloc_hw.baselines import allocate
     from haloc_hw.decompose import decompose_model
     from haloc_hw.fileio import write_json_atomic, write_yaml_atomic
-    from haloc_hw.search.budget import parse_budget
     from haloc_hw.train import seed_everything
 
     out: Path = args.out
     metric, budget_text = pipeline.resolve_run_budget(args)
-    if args.batch < 1:
-        raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
-    pipeline.check_run_inputs(args, metric, budget_text, out)
-    budget = parse_budget(budget_text, metric)
+    budget = pipeline.check_run_inputs(args, metric, budget_text, out)
     out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "baseline.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
+    with pipeline.run_log(out / "baseline.log"):
         seed_everything(args.seed)
         data = pipeline.prepare_data(args, echo=print)
         model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
         table, table_path = pipeline.load_or_build_table(args, model, data, out, echo=print)
-        candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
+        candidates = pipeline.table_candidates(table)
         print(f"{args.method} baseline: ranks of {len(candidates)} layers, budget {budget_text} of {metric}")
         result = allocate(args.method, table, candidates, budget, model, source=str(table_path),
                           progress=not args.no_progress)
@@ -76,6 +63,3 @@ def run(args: argparse.Namespace) -> int:
                                       progress=not args.no_progress, extra_metrics={"method": args.method})
         pipeline.print_summary(result.plan, metrics, out, echo=print)
         return 0
-    finally:
-        root.removeHandler(handler)
-        handler.close()

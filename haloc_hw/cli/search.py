@@ -81,73 +81,65 @@ def _barrier() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from haloc_hw import pipeline
-    from haloc_hw.fileio import write_yaml_atomic
-    from haloc_hw.search import HalocSearch, SearchConfig, Supernet
     from haloc_hw.search.search import CHECKPOINT_NAME
-    from haloc_hw.train import seed_everything
 
     out: Path = args.out
     metric, budget_text = pipeline.resolve_run_budget(args)
     dist_rank = _init_distributed(args)
-    if not args.resume and (out / CHECKPOINT_NAME).exists():
-        raise HalocError("the folder already holds a search", file=out, key="--out",
-                         fix="pass --resume to continue it, or choose another --out")
-    if args.batch < 1:
-        raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
-    pipeline.check_run_inputs(args, metric, budget_text, out)
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / ("search.log" if not dist_rank else f"search.rank{dist_rank}.log"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    if root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-        for h in root.handlers:
-            if h is not handler and h.level == logging.NOTSET:
-                h.setLevel(old_level)
     try:
-        seed_everything(args.seed)
-        data = pipeline.prepare_data(args, echo=print)
-        if dist_rank:  # rank 0 trains the base and builds the table; the others then read them
-            _barrier()
-            model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
-            table, table_path = pipeline.load_or_build_table(args, model, data, out, build=False, echo=print)
-        else:
-            model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
-            table, table_path = pipeline.load_or_build_table(args, model, data, out, echo=print)
-            _barrier()
-        candidates = {n: table.candidates(n) for n in table.decomposable_layers() if table.candidates(n)}
-        cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
-                           lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
-                           tau=args.tau, penalty=args.penalty, budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
-                           progress=not args.no_progress)
-        if not dist_rank:
-            write_yaml_atomic(out / "config.yaml", pipeline.run_config(
-                "search", args, data=data, table=table, table_path=table_path, base_info=base_info, metric=metric,
-                budget_text=budget_text, search=cfg.to_dict()))
-        supernet = Supernet(model, candidates)
-        for name, why in supernet.skipped.items():
-            log.info("not searched: %s (%s)", name, why)
-        print(f"searching ranks of {len(supernet.layer_names)} layers, budget {budget_text} of {metric}")
-        plan = HalocSearch(cfg).run(supernet, data, table, out, resume=args.resume, table_source=str(table_path))
-        if dist_rank:
-            return 0  # fine-tuning, evaluation and export run on rank 0
-        compressed = supernet.export_compressed(plan.ranks)
-        del supernet
-        metrics = pipeline.finish_run(out, base=model, compressed=compressed, data=data, table=table, plan=plan,
-                                      model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
-                                      batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
-                                      progress=not args.no_progress, budget_text=budget_text)
-        pipeline.print_summary(plan, metrics, out, echo=print)
-        return 0
+        if not args.resume and (out / CHECKPOINT_NAME).exists():
+            raise HalocError("the folder already holds a search", file=out, key="--out",
+                             fix="pass --resume to continue it, or choose another --out")
+        pipeline.check_run_inputs(args, metric, budget_text, out)
+        out.mkdir(parents=True, exist_ok=True)
+        with pipeline.run_log(out / ("search.log" if not dist_rank else f"search.rank{dist_rank}.log")):
+            return _search(args, out, metric, budget_text, dist_rank)
     finally:
-        root.removeHandler(handler)
-        handler.close()
-        root.setLevel(old_level)
         if dist_rank is not None:
             import torch.distributed as dist
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _search(args: argparse.Namespace, out: Path, metric: str, budget_text: str, dist_rank: int | None) -> int:
+    """Data, base model, table, search, then (rank 0) fine-tuning and export; see the module docstring."""
+    from haloc_hw import pipeline
+    from haloc_hw.fileio import write_yaml_atomic
+    from haloc_hw.search import HalocSearch, SearchConfig, Supernet
+    from haloc_hw.train import seed_everything
+
+    seed_everything(args.seed)
+    data = pipeline.prepare_data(args, echo=print)
+    if dist_rank:  # rank 0 trains the base and builds the table; the others then read them
+        _barrier()
+        model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
+        table, table_path = pipeline.load_or_build_table(args, model, data, out, build=False, echo=print)
+    else:
+        model, base_info = pipeline.load_or_train_base(args, data, out, echo=print)
+        table, table_path = pipeline.load_or_build_table(args, model, data, out, echo=print)
+        _barrier()
+    candidates = pipeline.table_candidates(table)
+    cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
+                       lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
+                       tau=args.tau, penalty=args.penalty, budget=budget_text, metric=metric, seed=args.seed,
+                       device=str(data.device), progress=not args.no_progress)
+    if not dist_rank:
+        write_yaml_atomic(out / "config.yaml", pipeline.run_config(
+            "search", args, data=data, table=table, table_path=table_path, base_info=base_info, metric=metric,
+            budget_text=budget_text, search=cfg.to_dict()))
+    supernet = Supernet(model, candidates)
+    for name, why in supernet.skipped.items():
+        log.info("not searched: %s (%s)", name, why)
+    print(f"searching ranks of {len(supernet.layer_names)} layers, budget {budget_text} of {metric}")
+    plan = HalocSearch(cfg).run(supernet, data, table, out, resume=args.resume, table_source=str(table_path))
+    if dist_rank:
+        return 0  # fine-tuning, evaluation and export run on rank 0
+    compressed = supernet.export_compressed(plan.ranks)
+    del supernet
+    metrics = pipeline.finish_run(out, base=model, compressed=compressed, data=data, table=table, plan=plan,
+                                  model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
+                                  batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
+                                  progress=not args.no_progress, budget_text=budget_text)
+    pipeline.print_summary(plan, metrics, out, echo=print)
+    return 0
