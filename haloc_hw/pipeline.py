@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from haloc_hw.cost.base import METRICS
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256, write_json_atomic
 
@@ -33,7 +34,6 @@ DEMO_SUBSET = 1000
 # reach about 0.47 (the 16-channel layers barely shrink at rank 8).
 DEFAULT_BUDGET = "0.7"
 BUDGET_KINDS = ("energy", "cycles", "latency", "edp")
-TABLE_METRICS = ("cycles", "energy_pJ", "latency_s", "edp")
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def add_run_arguments(p: argparse.ArgumentParser, *, arch_repeats: bool = False)
     for kind, example in (("energy", "0.3, 150uJ, 2mJ"), ("cycles", "0.5, 2e6cycles"), ("latency", "0.5, 1.5ms, 200us"),
                           ("edp", "0.3, 4e12pJ*cycles")):
         g.add_argument(f"--budget-{kind}", default=None, metavar="B", help=f"e.g. {example}")
-    p.add_argument("--metric", default=None, choices=("energy_pJ", "cycles", "latency_s", "edp"),
+    p.add_argument("--metric", default=None, choices=METRICS,
                    help=f"must agree with the budget flag; alone it uses a budget of {DEFAULT_BUDGET} of the original")
     p.add_argument("--base", type=Path, default=None, metavar="MODEL.pt", help="trained model to compress (a run dir or its model.pt)")
     if not arch_repeats:
@@ -378,7 +378,7 @@ def run_config(command: str, args: argparse.Namespace, *, data: Any, table: Any,
 def available_metrics(table: Any) -> list[str]:
     """The metrics every original layer of ``table`` has a value for."""
     out = []
-    for m in TABLE_METRICS:
+    for m in METRICS:
         try:
             table.model_cost({}, m)
         except (HalocError, TypeError, ValueError):

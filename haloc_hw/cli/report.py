@@ -14,6 +14,8 @@ from haloc_hw.errors import HalocError
 
 
 def _add_heatmap(sub: argparse._SubParsersAction) -> None:
+    from haloc_hw.cost.base import METRICS
+
     p = sub.add_parser(
         "heatmap",
         help="one layer's cost over its Tucker-2 ranks (r1, r2), the original layer's cost marked",
@@ -22,7 +24,7 @@ def _add_heatmap(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--table", required=True, type=Path, metavar="FILE", help="cost table (.sqlite) from 'haloc-hw tables'")
     p.add_argument("--layer", required=True, metavar="NAME", help="layer name as in the table, e.g. layer3.0.conv2")
-    p.add_argument("--metric", default="latency_s", choices=("latency_s", "energy_pJ", "cycles", "edp"),
+    p.add_argument("--metric", default="latency_s", choices=METRICS,
                    help="what to plot (default latency_s)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="image to write (.png, .pdf or .svg)")
     p.set_defaults(func=_run_heatmap)

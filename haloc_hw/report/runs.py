@@ -22,14 +22,6 @@ log = logging.getLogger(__name__)
 REQUIRED_FILES: tuple[str, ...] = ("config.yaml", "ranks.json", "metrics.json")
 HISTORY_PLACES: tuple[str, ...] = ("finetune/history.json", "history.json")
 
-#: Cost columns a report knows: metrics.json key -> (label, unit, scale to the unit).
-COST_AXES: dict[str, tuple[str, str, float]] = {
-    "macs": ("FLOPs (MACs)", "MMAC", 1e-6),
-    "cycles": ("cycles", "Mcycles", 1e-6),
-    "energy_pJ": ("energy", "µJ", 1e-6),
-    "latency_s": ("latency", "ms", 1e3),
-}
-
 
 @dataclass
 class RunRecord:
@@ -123,8 +115,8 @@ def load_run(path: str | Path, name: str | None = None) -> RunRecord:
     ranks = _read_json(path / "ranks.json")
     metrics = _read_json(path / "metrics.json")
     for what, obj, keys in (("ranks.json", ranks, ("layers", "metric")), ("metrics.json", metrics, ("top1", "macs"))):
-        if not isinstance(obj, dict) or any(k not in obj for k in keys):
-            lacking = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+        lacking = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+        if lacking:
             raise HalocError(f"{what} lacks {', '.join(lacking)}", file=path / what, key=lacking[0],
                              fix="re-run the command that wrote this run folder")
     if not isinstance(config, dict):
