@@ -61,7 +61,8 @@ def save_run_model(
     ``input_size`` is the per-sample ``(C, H, W)`` (a leading batch dim is dropped); ``ranks``
     maps conv names to ``(r1, r2)`` (``{}`` for an uncompressed model); ``extra`` is stored as
     is (plain JSON-like values only, e.g. top-1 or the cost budget). Returns the written paths
-    (``"onnx"`` is ``None`` when ONNX export failed or was skipped).
+    (``"onnx"`` is ``None`` when ONNX export failed or was skipped; a ``model.onnx`` from an
+    earlier save is then removed, as it no longer matches ``model.pt``).
     """
     run_dir = Path(run_dir)
     size = [int(v) for v in input_size]
@@ -92,6 +93,10 @@ def save_run_model(
     with atomic_path(pt_path) as tmp:
         torch.save(payload, tmp)
     onnx_path = export_onnx(model, run_dir / ONNX_FILE, size) if onnx else None
+    stale = run_dir / ONNX_FILE
+    if onnx_path is None and stale.exists():  # left by an earlier save: it would not match model.pt
+        stale.unlink()
+        log.warning("removed %s: it was exported from an earlier model than %s", stale, pt_path)
     return {"model": pt_path, "onnx": onnx_path}
 
 

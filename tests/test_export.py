@@ -91,6 +91,7 @@ def test_onnx_failure_is_a_warning_and_model_pt_survives(tmp_path, monkeypatch, 
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
+    (tmp_path / ONNX_FILE).write_bytes(b"an earlier model's export")  # must not survive next to the new model.pt
     with caplog.at_level(logging.WARNING, logger="haloc_hw.export"):
         paths = save_run_model(tmp_path, Net(), model_name="net16", num_classes=10, in_channels=3,
                                input_size=(3, 8, 8), ranks={})
@@ -98,6 +99,14 @@ def test_onnx_failure_is_a_warning_and_model_pt_survives(tmp_path, monkeypatch, 
     assert "exporter exploded" in caplog.text and "model.pt is complete" in caplog.text
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
     load_compressed(tmp_path, build_fn=build_net)
+
+
+def test_saving_without_onnx_removes_a_stale_export(tmp_path):
+    save_run_model(tmp_path, Net(), model_name="net16", num_classes=10, in_channels=3, input_size=(3, 8, 8), ranks={})
+    assert (tmp_path / ONNX_FILE).is_file()
+    paths = save_run_model(tmp_path, Net(), model_name="net16", num_classes=10, in_channels=3,
+                           input_size=(3, 8, 8), ranks={}, onnx=False)
+    assert paths["onnx"] is None and not (tmp_path / ONNX_FILE).exists()
 
 
 def test_weights_of_another_model_are_rejected(tmp_path):
