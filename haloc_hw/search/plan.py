@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_json_atomic
+from haloc_hw.search.budget import combine
 
 Rank = tuple[int, int]
 
@@ -148,8 +149,6 @@ def make_plan(
     :func:`haloc_hw.search.budget.components`); totals add components over layers and then
     combine them, so a model's EDP is its total energy times its total cycles.
     """
-    from haloc_hw.search.budget import combine
-
     vec = {n: [_as_vector(c) for c in cs] for n, cs in costs.items()}
     orig = {n: _as_vector(c) for n, c in original_costs.items()}
     fixed = _as_vector(fixed_cost)

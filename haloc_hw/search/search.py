@@ -216,10 +216,10 @@ class HalocSearch:
             stats["seconds"] = time.perf_counter() - t0
             probs = supernet.probabilities()
             stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
-            stats["argmax"] = {n: list(r) for n, r in supernet.argmax_ranks().items()}
+            picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
+            stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
             stats["expected_cost"] = float(_expected_total(probs, cost_vecs, fixed, cfg.metric))
-            onehot = {n: torch.nn.functional.one_hot(torch.tensor(candidates[n].index(tuple(r))), len(candidates[n]))
-                      for n, r in stats["argmax"].items()}
+            onehot = {n: F.one_hot(torch.tensor(j), len(candidates[n])) for n, j in picks.items()}
             stats["argmax_cost"] = float(_expected_total(onehot, cost_vecs, fixed, cfg.metric))
             history["epochs"].append(stats)
             log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",

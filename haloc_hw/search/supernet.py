@@ -5,13 +5,14 @@ feature-map target) and one Tucker-2 module per rank candidate, each initialised
 Tucker-2 decomposition of the trained weight. Its architecture parameters ``alpha`` give the
 candidate probabilities ``p = softmax(alpha)``.
 
-Only one candidate runs per forward pass, so memory stays close to that of a single
-network (see :mod:`haloc_hw.search.search` for the gradient path to ``alpha``):
+One candidate per layer runs with gradient in a forward pass, so memory stays close to that
+of a single network (see :mod:`haloc_hw.search.search` for the gradient path to ``alpha``):
 
 * ``set_path(index)`` — weight step: the given candidate runs, ``alpha`` gets no gradient.
-* ``set_gumbel(index, weights)`` — architecture step: the sampled candidate runs and its
-  output is scaled by the straight-through Gumbel weight (1 in the forward pass), which
-  routes the loss gradient to ``alpha``.
+* ``set_gumbel(index, gate, other)`` — architecture step: the sampled candidate runs and its
+  output is scaled by the straight-through Gumbel weight ``gate[index]`` (1 in the forward
+  pass), which routes the loss gradient to ``alpha``; ``other``, when given, runs without
+  gradient behind ``gate[other]`` (0 in the forward pass) so the gradient compares the two.
 
 The feature-map target is the *original* conv applied to the same input the layer receives
 inside the supernet (computed without gradient). Each candidate therefore learns to
