@@ -35,7 +35,8 @@ def test_parse_budget(text, metric, value, relative):
 
 
 @pytest.mark.parametrize(("text", "metric"), [("3 furlongs", "energy_pJ"), ("1.5ms", "energy_pJ"), ("-0.3", "cycles"),
-                                               ("abc", "cycles"), ("2uJ", "cycles")])
+                                               ("abc", "cycles"), ("2uJ", "cycles"),
+                                               ("1e999", "cycles"), ("0", "energy_pJ")])
 def test_parse_budget_rejects(text, metric):
     with pytest.raises(HalocError, match="budget"):
         parse_budget(text, metric)

@@ -112,6 +112,9 @@ def test_a_run_folder_missing_files_is_named(tmp_path):
     assert "ranks.json, metrics.json" in str(err.value) and "broken" in str(err.value)
     with pytest.raises(HalocError, match="run folder not found"):
         load_run(tmp_path / "nowhere")
+    with pytest.raises(HalocError, match="no run folders given"):
+        write_report([], tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
 
 
 def test_pareto_indices():

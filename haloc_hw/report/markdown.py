@@ -226,7 +226,7 @@ def write_report(run_dirs: Sequence[str | Path] | Sequence[RunRecord], out: str 
                  group: bool = False, title: str = "haloc-hw report") -> ReportResult:
     """Write ``out/report.md`` (and ``out/report.html`` when ``html_page``) with its PNGs."""
     out = Path(out)
-    if all(isinstance(r, RunRecord) for r in run_dirs):
+    if run_dirs and all(isinstance(r, RunRecord) for r in run_dirs):
         runs = list(run_dirs)  # type: ignore[arg-type]
     else:
         runs = load_runs([r.path if isinstance(r, RunRecord) else Path(r) for r in run_dirs])

@@ -124,8 +124,8 @@ def parse_budget(text: str | float, metric: str) -> Budget:
         )
     number = float(match.group(1))
     unit = match.group(2).replace(" ", "").lower()
-    if number <= 0:
-        raise HalocError(f"budget '{raw}' must be positive", key=key, fix="give a positive fraction or value")
+    if not 0 < number < math.inf:
+        raise HalocError(f"budget '{raw}' must be positive and finite", key=key, fix="give a positive fraction or value")
     if unit == "%":
         return Budget(metric, number / 100.0, True, raw)
     if unit == "":
