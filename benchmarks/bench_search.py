@@ -13,6 +13,7 @@ Prints the per-epoch seconds and the ratios search / plain.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -109,8 +110,6 @@ def main() -> int:
         search = HalocSearch(cfg)
         search.run(supernet, data, costs, tmp)
         search_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-        import json
-
         history = json.loads((Path(tmp) / "search_history.json").read_text())
     secs = [e["seconds"] for e in history["epochs"]]
     warm, full = secs[0], secs[2:] or secs[1:]
