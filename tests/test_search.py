@@ -124,6 +124,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         run_tiny_search(tmp_path, epochs=1, warmup_epochs=0, lr_alpha=0.5, resume=True)
 
 
+def test_unreadable_or_foreign_checkpoint_is_a_user_error(tmp_path):
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a torch file")
+    with pytest.raises(HalocError, match="cannot read search checkpoint"):
+        run_tiny_search(tmp_path, epochs=1, resume=True)
+    # the checkpoint is read with weights_only: a pickled object other than plain data is refused, not run
+    torch.save({"version": 1, "epoch": 0, "hook": HalocError("x")}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(HalocError, match="cannot read search checkpoint"):
+        run_tiny_search(tmp_path, epochs=1, resume=True)
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_the_same_ranks(tmp_path):
     script = HERE / "test_search_support.py"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -383,8 +384,8 @@ class HalocSearch:
     def _load_checkpoint(self, path: Path, state: _State, loaders: list[Any],
                          candidates: dict[str, list[tuple[int, int]]]) -> int:
         try:
-            payload = torch.load(path, map_location=self.cfg.device, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as err:
+            payload = torch.load(path, map_location=self.cfg.device, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
             raise HalocError(f"cannot read search checkpoint ({err})", file=path,
                              fix="delete it to start over, or use a new --out") from None
         if payload.get("version") != _CHECKPOINT_VERSION:
