@@ -45,6 +45,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
@@ -260,7 +261,8 @@ class HalocSearch:
         n_w = n_a = 0
         val_iter = _cycle(val_loader) if arch_on else None
         total = len(train_loader) if cfg.max_batches is None else min(len(train_loader), cfg.max_batches)
-        bar = _progress(total, f"search {epoch + 1}/{cfg.epochs}", is_main and cfg.progress)
+        bar = tqdm(total=total, desc=f"search {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                   disable=not (is_main and cfg.progress))
         try:
             for step, (x, y) in enumerate(train_loader):
                 if cfg.max_batches is not None and step >= cfg.max_batches:
@@ -531,16 +533,3 @@ def _set_epoch(batches: Any, epoch: int) -> None:
         if obj is not None and hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
 
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kwargs: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
