@@ -1,11 +1,14 @@
 """Search epoch time (and peak memory on CUDA) against a plain training epoch of the uncompressed model.
 
-Both run the same model on the same batches at the same batch size. The search epoch does a
-weight step and an architecture step per training batch (``warmup_epochs=0``); the
-weight-only (warm-up) epoch is reported too. Costs come from an in-memory table priced by
-MACs: timing does not depend on the cost values.
+Both read the same training images once per epoch at the same batch size: the plain epoch
+trains on all of them; the search epoch makes weight steps on the weight-train part and
+architecture steps on the arch-val part (``--val-fraction``, the CLI's default 0.2), spread
+as ``--arch-steps`` says (default: one per validation batch). The weight-only (warm-up)
+epoch is reported too. Costs come from an in-memory table priced by MACs: timing does not
+depend on the cost values, nor on the image contents (synthetic data of the requested shape,
+or ``--data fashion-mnist``).
 
-    python benchmarks/bench_search.py --model resnet20 --batch 128 --samples 10000 --device cuda
+    python benchmarks/bench_search.py --model resnet20 --batch 128 --samples 60000 --device cuda
 
 Prints the per-epoch seconds and the ratios search / plain.
 """
@@ -28,6 +31,7 @@ from haloc_hw.data import build_data  # noqa: E402
 from haloc_hw.decompose import rank_candidates  # noqa: E402
 from haloc_hw.models import build_model  # noqa: E402
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet  # noqa: E402
+from haloc_hw.search.search import ARCH_STEPS  # noqa: E402
 from haloc_hw.workload import extract_shapes, tucker2_triple  # noqa: E402
 
 
@@ -81,8 +85,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet20")
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--samples", type=int, default=4096, help="synthetic training images per epoch")
-    ap.add_argument("--input-size", default="3,32,32")
+    ap.add_argument("--data", default="synthetic", choices=("synthetic", "fashion-mnist"))
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--samples", type=int, default=8192, help="training images per epoch (all of them: 60000)")
+    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--arch-steps", default="per-val-batch", choices=ARCH_STEPS)
+    ap.add_argument("--input-size", default="1,28,28", help="synthetic image shape C,H,W")
     ap.add_argument("--num-classes", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs (the first of each kind is a warm-up)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -90,34 +98,41 @@ def main() -> int:
 
     device = torch.device(args.device)
     size = tuple(int(v) for v in args.input_size.split(","))
-    data = build_data("synthetic", batch_size=args.batch, val_fraction=0.5, seed=0, subset=2 * args.samples,
-                      device=device, input_size=size, num_classes=args.num_classes, augment=False)
+    extra = dict(input_size=size, num_classes=args.num_classes) if args.data == "synthetic" else {}
+
+    def data_with(val_fraction: float):
+        return build_data(args.data, args.data_root, batch_size=args.batch, val_fraction=val_fraction, seed=0,
+                          subset=args.samples, device=device, augment=False, **extra)
+
+    full, split = data_with(0.0), data_with(args.val_fraction)
+    size = split.input_size
     torch.manual_seed(0)
-    model = build_model(args.model, num_classes=args.num_classes, in_channels=size[0])
+    model = build_model(args.model, num_classes=split.num_classes, in_channels=size[0])
     layers = extract_shapes(model, size, 1)
     costs = MacsCosts(layers)
     candidates = {n: costs.candidates(n) for n in costs.layers() if costs.candidates(n)}
 
-    plain, plain_peak = plain_epochs(model, data, device, args.epochs)
+    plain, plain_peak = plain_epochs(model, full, device, args.epochs)
     supernet = Supernet(model.cpu(), candidates)
     n_cands = sum(len(c) for c in candidates.values())
     with tempfile.TemporaryDirectory() as tmp:
         # epoch 1: weight-only warm-up; epochs 2..: weight + architecture steps
         cfg = SearchConfig(epochs=args.epochs + 1, warmup_epochs=1, budget=1.0, metric="cycles", device=str(device),
-                           progress=False)
+                           arch_steps=args.arch_steps, progress=False)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         search = HalocSearch(cfg)
-        search.run(supernet, data, costs, tmp)
+        search.run(supernet, split, costs, tmp)
         search_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
         history = json.loads((Path(tmp) / "search_history.json").read_text())
     secs = [e["seconds"] for e in history["epochs"]]
-    warm, full = secs[0], secs[2:] or secs[1:]
+    warm, full_epochs = secs[0], secs[2:] or secs[1:]
     plain_t = min(plain[1:] or plain)
-    search_t = min(full)
-    n_batches = len(data.train)
+    search_t = min(full_epochs)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"model {args.model}, input {size}, batch {args.batch}, {n_batches} batches/epoch, "
+          f"model {args.model}, data {args.data} {size}, {full.train.num_samples} images, batch {args.batch}; "
+          f"plain {len(full.train)} batches/epoch; search {len(split.train)} weight + "
+          f"{history['epochs'][-1]['arch_steps']} arch steps/epoch ({args.arch_steps}); "
           f"{len(candidates)} searched layers, {n_cands} candidates")
     print(f"plain training epoch      {plain_t:8.3f} s")
     print(f"search weight-only epoch  {warm:8.3f} s  ratio {warm / plain_t:5.2f}  (first epoch, includes warm-up)")

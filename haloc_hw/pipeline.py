@@ -112,6 +112,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--eta", type=float, default=1.0, help="scale of the hardware factor")
     s.add_argument("--theta", type=float, default=2.0, help="exponent of (expected cost / budget)")
     s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    s.add_argument("--arch-steps", choices=("per-val-batch", "per-train-batch"), default="per-val-batch",
+                   help="architecture steps per epoch: one per validation batch, spread over the epoch (default), "
+                        "or one after every weight step (cycling the validation part)")
     s.add_argument("--penalty", choices=("paper", "hinge"), default="hinge",
                    help="hardware factor (E/budget)^theta only above the budget (hinge, default) "
                         "or always, as in the HALOC paper (paper)")

@@ -15,6 +15,7 @@ import pytest
 from haloc_hw.decompose import rank_candidates
 from haloc_hw.models import build_model
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet
+from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.search import _State
 from haloc_hw.workload import extract_shapes
 
@@ -79,17 +80,16 @@ def _step_sizes(device: str):
     search = HalocSearch(cfg)
     opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=0.01, momentum=0.9)
     opt_a = torch.optim.Adam(supernet.arch_parameters(), lr=0.01)
-    state = _State(supernet, opt_w, opt_a, torch.Generator().manual_seed(0), {}, supernet.weight_parameters())
-    costs = {n: torch.linspace(1.0, 2.0, len(c), dtype=torch.float64, device=device)[:, None]
-             for n, c in supernet.candidates().items()}
+    costs = {n: torch.linspace(1.0, 2.0, len(c), dtype=torch.float64)[:, None] for n, c in supernet.candidates().items()}
     total = float(sum(c.max() for c in costs.values()))
-    fixed = torch.zeros(1, dtype=torch.float64, device=device)
+    alphas = AlphaMatrix(supernet.choice_layers(), costs, torch.zeros(1, dtype=torch.float64), "cycles")
+    state = _State(supernet, opt_w, opt_a, torch.Generator().manual_seed(0), {}, alphas, supernet.weight_parameters())
 
     def weight_step():
         search._weight_step(state, supernet, x, y)
 
     def arch_step():
-        search._arch_step(state, x, y, costs, fixed, total, False)
+        search._arch_step(state, x, y, total, False)
 
     return model, supernet, opt, opt_w, opt_a, plain, weight_step, arch_step
 

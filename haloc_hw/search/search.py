@@ -1,11 +1,14 @@
 """The HALOC optimisation loop: alternate weight and architecture steps, then pick ranks.
 
-Per training batch (after ``warmup_epochs`` of weight-only epochs):
+An epoch reads every training image once: a weight step per ``data.train`` batch, and (after
+``warmup_epochs`` of weight-only epochs) an architecture step per ``data.val`` batch, spread
+evenly between them (``arch_steps="per-train-batch"`` instead follows every weight step with
+one, DARTS's alternation).
 
 (a) **weight step** on ``data.train``: sample one candidate per layer from ``p`` (no gradient
     to ``alpha``); loss = CE + lambda * sum_i MSE(candidate output, original conv output on
     the same input). Only the sampled candidates' activations are held.
-(b) **architecture step** on the next ``data.val`` batch: straight-through Gumbel-softmax per
+(b) **architecture step** on a ``data.val`` batch: straight-through Gumbel-softmax per
     layer (the forward pass runs one sampled candidate, scaled by a weight that is 1 in the
     forward pass and carries the soft Gumbel gradient), plus a second candidate's output
     (no gradient) behind a gate that is 0 in the forward pass, so the CE gradient compares two
@@ -14,6 +17,11 @@ Per training batch (after ``warmup_epochs`` of weight-only epochs):
     the table cost of every layer that is not searched, so the budget epsilon is on the
     whole model. Only ``alpha`` is differentiated (``torch.autograd.grad``), so no weight
     gradients are computed or touched.
+
+Speed: on a GPU a small network's step is bound by kernel launches, so the bookkeeping of the
+architecture parameters is batched over layers (:class:`~haloc_hw.search.alphas.AlphaMatrix`),
+candidates are drawn on the host from a copy of alpha refreshed once per architecture step,
+and the losses stay on the device between checks (``check_every``).
 
 Memory: each step holds one candidate's activations per layer (plus the detached original
 output in the weight step, the second candidate's output in the architecture step), so peak
@@ -24,7 +32,7 @@ Checkpoints (``search_checkpoint.pt``, written atomically after every epoch) hol
 supernet, both optimisers, every random generator the loop and the data loaders draw from,
 and the history; ``resume=True`` after a kill continues from the last finished epoch and
 gives the same ranks as an uninterrupted run on CPU. A non-finite loss stops the search
-with :class:`HalocError`, leaving the last good checkpoint in place.
+with :class:`HalocError` at the next check, leaving the last good checkpoint in place.
 
 Distributed: under ``torch.distributed`` (torchrun, NCCL or gloo) the weight step runs
 through ``DistributedDataParallel`` (alpha excluded from it); alpha gradients are
@@ -49,6 +57,7 @@ from tqdm.auto import tqdm
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
+from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
                                     parse_budget, resolve_budget)
 from haloc_hw.search.plan import RankPlan, make_plan
@@ -64,9 +73,11 @@ _CHECKPOINT_VERSION = 1
 #: "hinge" f = max(1, E / eps)^theta, which stops pushing p towards cheaper ranks once the
 #: expected cost is within budget (the paper's factor keeps pushing, see SearchConfig).
 PENALTIES: tuple[str, ...] = ("paper", "hinge")
+#: How many architecture steps an epoch makes (see SearchConfig).
+ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
 # the learning rates are constant, so earlier epochs are unaffected).
-_RESUME_FREE = {"device", "progress", "epochs"}
+_RESUME_FREE = {"device", "progress", "epochs", "check_every"}
 
 
 @dataclass
@@ -105,6 +116,7 @@ class SearchConfig:
     tau: float = 1.0
     penalty: str = "hinge"
     compare_paths: bool = True
+    arch_steps: str = "per-val-batch"
     budget: str | float = 0.5
     metric: str = "energy_pJ"
     seed: int = 0
@@ -113,6 +125,7 @@ class SearchConfig:
     repair: bool = True
     device: str = "cpu"
     progress: bool = True
+    check_every: int = 25
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -123,6 +136,11 @@ class SearchConfig:
             raise HalocError("tau must be positive", key="tau", fix="use e.g. 1.0")
         if self.penalty not in PENALTIES:
             raise HalocError(f"unknown penalty '{self.penalty}'", key="penalty", fix=f"use one of {', '.join(PENALTIES)}")
+        if self.arch_steps not in ARCH_STEPS:
+            raise HalocError(f"unknown arch_steps '{self.arch_steps}'", key="arch_steps",
+                             fix=f"use one of {', '.join(ARCH_STEPS)}")
+        if self.check_every < 1:
+            raise HalocError("check_every must be at least 1", key="check_every", fix="use e.g. 25")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +153,7 @@ class _State:
     opt_a: torch.optim.Optimizer
     sampler: torch.Generator
     history: dict[str, Any]
+    alphas: AlphaMatrix
     weights: list[nn.Parameter] = field(default_factory=list)  # the weight optimiser's parameters
 
 
@@ -167,8 +186,6 @@ class HalocSearch:
         names = supernet.layer_names
         vectors = candidate_vectors(costs, candidates, cfg.metric)  # [candidate][component]
         cost_lists = {n: [combine(c, cfg.metric) for c in vectors[n]] for n in names}
-        cost_vecs = {n: torch.tensor(vectors[n], dtype=torch.float64, device=device) for n in names}
-        fixed = torch.tensor(cost_range.fixed_components, dtype=torch.float64, device=device)
         log.info("search: %d layers, budget %s = %.6g (original %.6g, reachable %.6g..%.6g), skipped %d convs",
                  len(names), budget.describe(), epsilon, cost_range.original, cost_range.minimum, cost_range.maximum,
                  len(supernet.skipped))
@@ -188,7 +205,9 @@ class HalocSearch:
             "costs": cost_lists, "cost_components": list(components(cfg.metric)),
             "skipped": dict(supernet.skipped), "epochs": [],
         }
-        state = _State(supernet, opt_w, opt_a, sampler, history, supernet.weight_parameters())
+        alphas = AlphaMatrix(supernet.choice_layers(), {n: torch.tensor(vectors[n]) for n in names},
+                             torch.tensor(cost_range.fixed_components), cfg.metric)
+        state = _State(supernet, opt_w, opt_a, sampler, history, alphas, supernet.weight_parameters())
         train_loader, val_loader = _loaders(data, dist_on)
         loaders = [train_loader, val_loader]
         ckpt_path = out_dir / CHECKPOINT_NAME
@@ -213,16 +232,17 @@ class HalocSearch:
             for loader in loaders:
                 _set_epoch(loader, epoch)
             t0 = time.perf_counter()
-            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, cost_vecs,
-                                fixed, epsilon, is_main, dist_on)
+            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
             stats["seconds"] = time.perf_counter() - t0
             probs = supernet.probabilities()
             stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
             picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
             stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
-            stats["expected_cost"] = float(_expected_total(probs, cost_vecs, fixed, cfg.metric))
-            onehot = {n: F.one_hot(torch.tensor(j), len(candidates[n])) for n, j in picks.items()}
-            stats["argmax_cost"] = float(_expected_total(onehot, cost_vecs, fixed, cfg.metric))
+            with torch.no_grad():
+                soft = torch.softmax(alphas.padded(), dim=1)
+                stats["expected_cost"] = float(alphas.expected_cost(soft))
+                onehot = F.one_hot(torch.tensor([picks[n] for n in names]), soft.shape[1]).to(soft)
+                stats["argmax_cost"] = float(alphas.expected_cost(onehot))
             history["epochs"].append(stats)
             log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
                      epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
@@ -249,117 +269,114 @@ class HalocSearch:
         return plan
 
     # -- one epoch ------------------------------------------------------------------------
-    def _epoch(self, epoch: int, state: _State, weight_model: nn.Module, train_loader: Any,
-               val_loader: Any, cost_vecs: dict[str, torch.Tensor], fixed: torch.Tensor, epsilon: float,
-               is_main: bool, dist_on: bool) -> dict[str, Any]:
+    def _epoch(self, epoch: int, state: _State, weight_model: nn.Module, train_loader: Any, val_loader: Any,
+               epsilon: float, is_main: bool, dist_on: bool) -> dict[str, Any]:
         cfg = self.cfg
         net = state.supernet
         device = torch.device(cfg.device)
         arch_on = epoch >= cfg.warmup_epochs
         net.train()
-        sums = {"train_ce": 0.0, "feature_mse": 0.0, "val_ce": 0.0, "hw_factor": 0.0}
+        # running sums on the device (train ce, feature mse, val ce, hw factor): read back only
+        # every ``check_every`` steps, so the host can queue the next step while the GPU works
+        sums = torch.zeros(4, dtype=torch.float64, device=device)
         n_w = n_a = 0
-        val_iter = _cycle(val_loader) if arch_on else None
         total = len(train_loader) if cfg.max_batches is None else min(len(train_loader), cfg.max_batches)
+        n_val = len(val_loader) if cfg.arch_steps == "per-val-batch" else total
+        val_iter = _cycle(val_loader) if arch_on else None
         bar = tqdm(total=total, desc=f"search {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=not (is_main and cfg.progress))
         try:
             for step, (x, y) in enumerate(train_loader):
-                if cfg.max_batches is not None and step >= cfg.max_batches:
+                if step >= total:
                     break
-                ce, mse = self._weight_step(state, weight_model, x.to(device), y.to(device))
-                sums["train_ce"] += ce
-                sums["feature_mse"] += mse
+                sums[:2] += self._weight_step(state, weight_model, x.to(device), y.to(device))
                 n_w += 1
                 if val_iter is not None:
-                    xv, yv = next(val_iter)
-                    vce, hw = self._arch_step(state, xv.to(device), yv.to(device), cost_vecs, fixed, epsilon, dist_on)
-                    sums["val_ce"] += vce
-                    sums["hw_factor"] += hw
-                    n_a += 1
+                    for _ in range(_arch_steps_after(step, total, n_val)):
+                        xv, yv = next(val_iter)
+                        sums[2:] += self._arch_step(state, xv.to(device), yv.to(device), epsilon, dist_on)
+                        n_a += 1
                 bar.update(1)
-                bar.set_postfix(ce=f"{ce:.3f}")
+                if (step + 1) % cfg.check_every == 0 or step + 1 == total:
+                    means = self._check(sums, n_w, n_a, step)
+                    bar.set_postfix(ce=f"{means[0]:.3f}")
         finally:
             bar.close()
             net.set_paths(None)
             net.track_targets(False)
+        means = self._check(sums, n_w, n_a, n_w - 1)
         return {
             "epoch": epoch + 1,
             "arch_steps": n_a,
-            "train_ce": sums["train_ce"] / max(n_w, 1),
-            "feature_mse": sums["feature_mse"] / max(n_w, 1),
-            "val_ce": sums["val_ce"] / n_a if n_a else math.nan,
-            "hw_factor": sums["hw_factor"] / n_a if n_a else math.nan,
+            "train_ce": means[0],
+            "feature_mse": means[1],
+            "val_ce": means[2] if n_a else math.nan,
+            "hw_factor": means[3] if n_a else math.nan,
         }
 
-    def _weight_step(self, state: _State, weight_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    def _check(self, sums: torch.Tensor, n_w: int, n_a: int, step: int) -> list[float]:
+        """Mean losses so far; a non-finite one stops the search (the last checkpoint stays)."""
+        cfg = self.cfg
+        values = sums.tolist()
+        for where, pair in (("weight step", values[:2]), ("architecture step", values[2:])):
+            if not all(math.isfinite(v) for v in pair):
+                raise _nonfinite_loss(where, f"by batch {step + 1}", cfg)
+        return [v / max(n_w, 1) for v in values[:2]] + [v / max(n_a, 1) for v in values[2:]]
+
+    def _weight_step(self, state: _State, weight_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One weight step on a training batch; returns the detached (ce, feature mse)."""
         cfg = self.cfg
         net = state.supernet
-        layers = net.choice_layers()
-        probs = _split(torch.softmax, layers)  # one device->host copy for all layers
-        paths = {n: int(torch.multinomial(probs[n], 1, generator=state.sampler)) for n in layers}
-        net.set_paths(paths)
+        net.set_paths(state.alphas.rows(state.alphas.sample(state.sampler)))
         net.track_targets(True)
         out = weight_model(x)
         ce = F.cross_entropy(out, y)
         mse = net.feature_loss().to(ce.device)
         loss = ce + cfg.lam * mse
-        _check_finite(loss, "weight step", cfg)
         state.opt_w.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(state.weights, cfg.grad_clip)
         state.opt_w.step()
         net.track_targets(False)
-        return float(ce.detach()), float(mse.detach())
+        return torch.stack([ce.detach(), mse.detach()]).to(torch.float64)
 
-    def _arch_step(self, state: _State, x: torch.Tensor, y: torch.Tensor, cost_vecs: dict[str, torch.Tensor],
-                   fixed: torch.Tensor, epsilon: float, dist_on: bool) -> tuple[float, float]:
+    def _arch_step(self, state: _State, x: torch.Tensor, y: torch.Tensor, epsilon: float,
+                   dist_on: bool) -> torch.Tensor:
+        """One alpha step on a validation batch; returns the detached (ce, hardware factor)."""
         cfg = self.cfg
         net = state.supernet
-        layers = net.choice_layers()
-        alphas_cpu = _split(None, layers)
-        for name, layer in layers.items():
-            u = torch.rand(layer.alpha.numel(), generator=state.sampler, dtype=torch.float32)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
-            # the sampled index is the argmax of alpha + gumbel (softmax and 1/tau keep the order),
-            # found on the host so no per-layer device sync is needed
-            index = int(torch.argmax(alphas_cpu[name].float() + gumbel))
-            soft = torch.softmax((layer.alpha + gumbel.to(layer.alpha)) / cfg.tau, dim=0)
-            hard = torch.zeros_like(soft)
-            hard[index] = 1.0
-            other = None
-            if cfg.compare_paths and len(layer.candidates) > 1:
-                rest = torch.softmax(alphas_cpu[name].float(), dim=0)
-                rest[index] = 0.0
-                other = int(torch.multinomial(rest / rest.sum(), 1, generator=state.sampler))
-            layer.set_gumbel(index, hard - soft.detach() + soft, other)
+        alphas = state.alphas
+        padded = alphas.padded()
+        for layer, choice in zip(alphas.layers, alphas.gumbel_gates(padded, state.sampler, cfg.tau, cfg.compare_paths)):
+            layer.set_gumbel(*choice)
         out = net(x)
         ce = F.cross_entropy(out, y)
-        expected = _expected_total({n: layer.probabilities() for n, layer in layers.items()}, cost_vecs, fixed,
-                                   cfg.metric)
-        ratio = expected / epsilon
+        probs = torch.softmax(padded, dim=1)
+        ratio = alphas.expected_cost(probs) / epsilon
         if cfg.penalty == "hinge":
             ratio = torch.clamp(ratio, min=1.0)
         hw = ratio ** cfg.theta
         loss = ce * cfg.eta * hw.to(ce.dtype)
-        _check_finite(loss, "architecture step", cfg)
-        alphas = net.arch_parameters()
-        grads = torch.autograd.grad(loss, alphas)
+        params = net.arch_parameters()
+        grads = torch.autograd.grad(loss, params)
         if dist_on:
             flat = torch.cat([g.reshape(-1) for g in grads])
             torch.distributed.all_reduce(flat)
             flat /= torch.distributed.get_world_size()
-            grads = tuple(flat[o:o + a.numel()].view_as(a) for o, a in zip(_offsets(alphas), alphas))
-        for alpha, grad in zip(alphas, grads):
-            alpha.grad = grad.detach().clone()
+            grads = tuple(flat[o:o + a.numel()].view_as(a) for o, a in zip(_offsets(params), params))
+        for alpha, grad in zip(params, grads):
+            alpha.grad = grad
         state.opt_a.step()
         state.opt_a.zero_grad(set_to_none=True)
         net.set_paths(None)
-        if not all(torch.isfinite(a).all() for a in alphas):
+        alphas.refresh()  # the host copy the next samples are drawn from (one transfer)
+        if not alphas.finite():
+            if not bool(torch.isfinite(loss.detach())):
+                raise _nonfinite_loss("architecture step", "", cfg)
             raise HalocError(f"alpha became non-finite at lr_alpha={cfg.lr_alpha}", key="lr_alpha",
                              fix="lower lr_alpha and resume from the last checkpoint with --resume")
-        return float(ce.detach()), float(hw.detach())
+        return torch.stack([ce.detach().to(torch.float64), hw.detach().to(torch.float64)])
 
     # -- checkpoints ----------------------------------------------------------------------
     def _save_checkpoint(self, path: Path, epoch: int, state: _State, loaders: list[Any],
@@ -412,34 +429,11 @@ class HalocSearch:
             gen.set_state(saved.cpu())
         state.history.clear()
         state.history.update(payload["history"])
+        state.alphas.refresh()
         return int(payload["epoch"]) + 1
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _expected_total(probs: dict[str, torch.Tensor], cost_vecs: dict[str, torch.Tensor], fixed: torch.Tensor,
-                    metric: str) -> torch.Tensor:
-    """Whole-model cost under p: per component fixed + sum_i p_i . cost_i, combined (EDP = energy x cycles)."""
-    comps = fixed.clone()
-    for name, vec in cost_vecs.items():
-        comps = comps + probs[name].to(vec) @ vec
-    return comps.prod() if metric == "edp" else comps[0]
-
-
-def _split(fn: Any, layers: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Every layer's alpha (or ``fn(alpha)``) on the host, copied in one transfer."""
-    with torch.no_grad():
-        values = [layer.alpha.detach() for layer in layers.values()]
-        if fn is not None:
-            values = [fn(v.float(), dim=0) for v in values]
-        flat = torch.cat([v.reshape(-1).float() for v in values]).cpu()
-    out, pos = {}, 0
-    for name, layer in layers.items():
-        n = layer.alpha.numel()
-        out[name] = flat[pos:pos + n]
-        pos += n
-    return out
-
-
 def _dist_on() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -448,12 +442,11 @@ def _comparable(cfg: SearchConfig) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _RESUME_FREE}
 
 
-def _check_finite(loss: torch.Tensor, where: str, cfg: SearchConfig) -> None:
-    if not torch.isfinite(loss.detach()).all():
-        raise HalocError(
-            f"non-finite loss in the {where} (lr_w={cfg.lr_w}, lr_alpha={cfg.lr_alpha}); the last good checkpoint "
-            f"is kept", key="lr_w" if where == "weight step" else "lr_alpha",
-            fix="lower the learning rate and restart, or --resume from the last checkpoint")
+def _nonfinite_loss(where: str, when: str, cfg: SearchConfig) -> HalocError:
+    return HalocError(
+        f"non-finite loss in the {where}{' ' + when if when else ''} (lr_w={cfg.lr_w}, lr_alpha={cfg.lr_alpha}); "
+        f"the last good checkpoint is kept", key="lr_w" if where == "weight step" else "lr_alpha",
+        fix="lower the learning rate and restart, or --resume from the last checkpoint")
 
 
 def _cycle(loader: Any) -> Iterator[Any]:
@@ -464,6 +457,11 @@ def _cycle(loader: Any) -> Iterator[Any]:
             yield batch
         if empty:
             raise HalocError("validation loader is empty", key="val", fix="use a larger val_fraction or subset")
+
+
+def _arch_steps_after(step: int, n_train: int, n_val: int) -> int:
+    """Architecture steps after weight step ``step`` so that ``n_val`` of them spread evenly over ``n_train``."""
+    return (step + 1) * n_val // n_train - step * n_val // n_train
 
 
 def _offsets(params: list[nn.Parameter]) -> list[int]:

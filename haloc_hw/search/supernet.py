@@ -9,10 +9,11 @@ One candidate per layer runs with gradient in a forward pass, so memory stays cl
 of a single network (see :mod:`haloc_hw.search.search` for the gradient path to ``alpha``):
 
 * ``set_path(index)`` — weight step: the given candidate runs, ``alpha`` gets no gradient.
-* ``set_gumbel(index, gate, other)`` — architecture step: the sampled candidate runs and its
-  output is scaled by the straight-through Gumbel weight ``gate[index]`` (1 in the forward
-  pass), which routes the loss gradient to ``alpha``; ``other``, when given, runs without
-  gradient behind ``gate[other]`` (0 in the forward pass) so the gradient compares the two.
+* ``set_gumbel(index, weight, other, other_weight)`` — architecture step: the sampled
+  candidate runs and its output is scaled by its straight-through Gumbel gate ``weight`` (1 in
+  the forward pass), which routes the loss gradient to ``alpha``; ``other``, when given, runs
+  without gradient behind ``other_weight`` (0 in the forward pass) so the gradient compares
+  the two.
 
 The feature-map target is the *original* conv applied to the same input the layer receives
 inside the supernet (computed without gradient). Each candidate therefore learns to
@@ -68,6 +69,7 @@ class RankChoiceConv(nn.Module):
         self._index: int | None = None
         self._gate: torch.Tensor | None = None
         self._other: int | None = None
+        self._other_gate: torch.Tensor | None = None
         self.track_target = False
         self.feature_loss: torch.Tensor | None = None
 
@@ -77,19 +79,25 @@ class RankChoiceConv(nn.Module):
         self._index = index
         self._gate = None
         self._other = None
+        self._other_gate = None
 
-    def set_gumbel(self, index: int, gate: torch.Tensor, other: int | None = None) -> None:
-        """Run candidate ``index`` scaled by ``gate[index]`` (straight-through Gumbel weight).
+    def set_gumbel(self, index: int, weight: torch.Tensor, other: int | None = None,
+                   other_weight: torch.Tensor | None = None) -> None:
+        """Run candidate ``index`` scaled by ``weight``, its straight-through Gumbel gate (1 in the forward pass).
 
         With ``other``, that candidate's output (computed without gradient) is added times
-        ``gate[other]``, which is 0 in the forward pass. Its gradient <dL/dout, out_other>
-        compares the two candidates to first order. This matters because a conv followed by
-        BatchNorm is scale-invariant: the gradient of the running candidate's own gate,
-        <dL/dout, out_index>, is about zero there and carries no preference.
+        ``other_weight``, its gate, which is 0 in the forward pass. Its gradient
+        <dL/dout, out_other> compares the two candidates to first order. This matters because
+        a conv followed by BatchNorm is scale-invariant: the gradient of the running
+        candidate's own gate, <dL/dout, out_index>, is about zero there and carries no
+        preference.
         """
+        if (other is None) != (other_weight is None):
+            raise HalocError("set_gumbel needs other and other_weight together", key="other")
         self._index = index
-        self._gate = gate
+        self._gate = weight
         self._other = other
+        self._other_gate = other_weight
 
     def probabilities(self) -> torch.Tensor:
         return torch.softmax(self.alpha, dim=0)
@@ -102,11 +110,11 @@ class RankChoiceConv(nn.Module):
         index = self.argmax_index() if self._index is None else self._index
         out = self.choices[index](x)
         if self._gate is not None:
-            out = out * self._gate[index]
+            out = out * self._gate
             if self._other is not None:
                 with torch.no_grad():
                     alt = self.choices[self._other](x)
-                out = out + self._gate[self._other] * alt
+                out = out + self._other_gate * alt
         if self.track_target:
             with torch.no_grad():
                 target = self.original(x)
