@@ -27,6 +27,7 @@ EPOCHS_FT=${EPOCHS_FT:-30}
 R20_BUDGETS=${R20_BUDGETS:-0.55 0.4}
 VGG_BUDGETS=${VGG_BUDGETS:-0.2 0.12}
 GPU_TABLE=${GPU_TABLE:-1}
+MODELS=${MODELS:-resnet20 vgg16}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT/logs" "$OUT/tables"
@@ -61,7 +62,7 @@ if [ "$GPU_TABLE" = 1 ]; then
 fi
 
 # 2. Eyeriss energy tables (CPU) and the base models
-for model in resnet20 vgg16; do
+for model in $MODELS; do
   ( run "table_$model" hh tables --model "$model" --dataset fashion-mnist --arch arch/eyeriss.yaml \
         --step "${STEP[$model]}" --jobs 4 --no-progress --out "$OUT/tables/${model}_eyeriss" ) &
   ( run "base_$model" hh train --model "$model" --data fashion-mnist --data-root "$DATA_ROOT" --batch "$BATCH" \
@@ -71,7 +72,7 @@ done
 wait
 
 # 3. HALOC at each budget on the Eyeriss energy table; HALOC on the GPU latency table
-for model in resnet20 vgg16; do
+for model in $MODELS; do
   for b in ${BUDGETS[$model]}; do
     ( run "haloc_${model}_$b" hh search --model "$model" --arch arch/eyeriss.yaml \
           --table "$OUT/tables/${model}_eyeriss/${model}_eyeriss.sqlite" --step "${STEP[$model]}" \
@@ -102,7 +103,7 @@ fi
 wait
 
 # 4. baselines at the Eyeriss energy of the first budget's HALOC run
-for model in resnet20 vgg16; do
+for model in $MODELS; do
   set -- ${BUDGETS[$model]}
   ref="$OUT/$model/haloc-$1"
   if [ ! -f "$ref/metrics.json" ]; then
