@@ -75,9 +75,9 @@ def test_gumbel_gates_are_one_and_zero_forward_with_soft_gradients():
     assert choices[0][2] is None and choices[0][3] is None  # one candidate: nothing to compare
     weight = 0
     for row, (index, gate, other, other_gate) in enumerate(choices):
-        assert 0 <= index < alphas.sizes[row] and float(gate) == pytest.approx(1.0)
+        assert 0 <= index < alphas.sizes[row] and float(gate.detach()) == pytest.approx(1.0)
         if other is not None:
-            assert other != index and 0 <= other < alphas.sizes[row] and float(other_gate) == pytest.approx(0.0)
+            assert other != index and 0 <= other < alphas.sizes[row] and float(other_gate.detach()) == pytest.approx(0.0)
             weight = weight + 3.0 * gate + 5.0 * other_gate
     grads = torch.autograd.grad(weight, net.arch_parameters())
     assert all(g.abs().sum() > 0 for g in grads[1:])
@@ -115,6 +115,9 @@ def test_an_epoch_reads_the_validation_part_once_or_every_batch(tmp_path):
     run_tiny_search(tmp_path / "train", epochs=2, warmup_epochs=0, data=data, arch_steps="per-train-batch")
     steps = [e["arch_steps"] for e in json.loads((tmp_path / "train" / "search_history.json").read_text())["epochs"]]
     assert steps == [4, 4]
+    run_tiny_search(tmp_path / "cut", epochs=1, warmup_epochs=0, data=data, max_batches=2)
+    steps = [e["arch_steps"] for e in json.loads((tmp_path / "cut" / "search_history.json").read_text())["epochs"]]
+    assert steps == [1]  # max_batches cuts the val part in proportion
 
 
 def test_unknown_schedule_or_check_interval_is_refused():

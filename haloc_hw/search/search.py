@@ -281,7 +281,9 @@ class HalocSearch:
         sums = torch.zeros(4, dtype=torch.float64, device=device)
         n_w = n_a = 0
         total = len(train_loader) if cfg.max_batches is None else min(len(train_loader), cfg.max_batches)
-        n_val = len(val_loader) if cfg.arch_steps == "per-val-batch" else total
+        n_val = total
+        if cfg.arch_steps == "per-val-batch":  # the val part's share of the batches read (max_batches cuts both)
+            n_val = max(1, len(val_loader) * total // max(len(train_loader), 1))
         val_iter = _cycle(val_loader) if arch_on else None
         bar = tqdm(total=total, desc=f"search {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=not (is_main and cfg.progress))
