@@ -30,6 +30,12 @@ GPU_TABLE=${GPU_TABLE:-1}
 MODELS=${MODELS:-resnet20 vgg16}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
+# Up to five runs share the machine's cores: without a cap every one starts a thread per core
+# for its CPU work (HOOI and VBMF factorisations, table builds). Oversubscription is the most
+# likely reason the VGG-16 VBMF and greedy baselines had not chosen their ranks after 7 minutes
+# on 16 cores, while VBMF alone on 2 cores takes 45 s.
+cores=$(nproc 2>/dev/null || echo 4)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / 4 > 0 ? cores / 4 : 1 ))}
 mkdir -p "$OUT/logs" "$OUT/tables"
 
 hh() { "$PY" -m haloc_hw.cli "$@"; }
