@@ -301,7 +301,10 @@ def build_cost_table(args: argparse.Namespace, arch_path: Path, layers: list[Any
             layers, backend, path,
             candidates_fn=lambda info: rank_candidates(info.shape, step=args.step),
             executor=executor, progress=not args.no_progress, strict=strict,
-            metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size), "batch": 1,
+            # the gpu backend times every workload at the run's batch (a GPU's latency per image
+            # depends on it); the other backends price one image
+            metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size),
+                      "batch": args.batch if args.backend == "gpu" else 1,
                       "arch_path": str(arch_path), "arch_sha256": file_sha256(arch_path),
                       "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
         )

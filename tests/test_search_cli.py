@@ -97,3 +97,17 @@ def test_bad_inputs_fail_before_any_training_and_write_nothing(tmp_path, capsys,
     assert code == 2
     assert len(err.splitlines()) == 1 and named in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_search_on_a_measured_latency_table_built_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu"
+    code = main(["search", "--backend", "gpu", "--device", "cpu", "--threads", "1", "--warmup", "1", "--repeats", "2",
+                 "--dtype", "fp32", "--budget-latency", "1.5", "--out", str(out), *TINY])
+    assert code == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["backend"] == "gpu" and config["budget"]["metric"] == "latency_s"
+    assert config["table"]["metadata"]["batch"] == 16  # timed at the run's batch, and the table says so
+    metrics = json.loads((out / "metrics.json").read_text())
+    latency = metrics["table_cost"]["latency_s"]
+    assert 0 < latency["compressed"] <= metrics["budget"]["value"] * (1 + 1e-9)
