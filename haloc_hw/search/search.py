@@ -101,6 +101,14 @@ class SearchConfig:
     forward pass, so the CE gradient compares two candidates (see
     :meth:`RankChoiceConv.set_gumbel`); off, the CE reaches alpha only through the sampled
     candidate's own gate, which BatchNorm after the conv makes nearly zero.
+    ``arch_steps`` (:data:`ARCH_STEPS`): ``"per-val-batch"`` spreads one architecture step per
+    validation batch evenly over the epoch, so an epoch reads every training image once
+    (weight part and arch-val part); ``"per-train-batch"`` follows every weight step with an
+    architecture step, cycling the validation part (DARTS's alternation; the same thing when
+    the split is 50/50). With a 20 % split, ``"per-val-batch"`` makes a quarter of the alpha
+    updates per epoch: give it more epochs (or a larger ``lr_alpha``) for p to converge as far.
+    ``check_every``: steps between the checks for a non-finite loss (each check waits for the
+    device, so checking every step would serialise host and GPU).
     """
 
     epochs: int = 10
