@@ -9,6 +9,14 @@ every move in the plan (and thus in ``ranks.json``):
     i.e. the smallest step down).
 
 The budget was checked to be reachable before the search, so the loop always ends.
+
+``decode="budget"`` reads p differently: the search holds the *expected* cost at the budget,
+while the argmax of a spread-out p often lands far below it (budget unspent). This decode
+picks the most probable ranks (largest sum of log p) whose total lies within ``band`` below
+the budget, found exactly by dynamic programming over the cost in ``COST_BINS`` steps (costs
+rounded up, so the plan never exceeds the budget); when no plan reaches the band it takes the
+most expensive plan that fits. It needs an additive metric (not EDP, which falls back to the
+argmax).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_json_atomic
@@ -28,6 +38,11 @@ REPAIR_RULE = (
     "greedy: while over budget, move the searched layer with the most expensive current candidate "
     "(among layers with a cheaper one) to its most probable cheaper candidate"
 )
+
+#: How the plan reads p: the paper's per-layer argmax, or the most probable plan near the budget.
+DECODES: tuple[str, ...] = ("argmax", "budget")
+COST_BINS = 4000
+DEFAULT_BAND = 0.02
 
 
 @dataclass
@@ -69,6 +84,7 @@ class RankPlan:
     repair_steps: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # layers kept undecomposed, and why
+    decode: str = "argmax"
 
     @property
     def ranks(self) -> dict[str, Rank]:
@@ -80,6 +96,7 @@ class RankPlan:
             "budget": self.budget,
             "budget_text": self.budget_text,
             "budget_met": self.met,
+            "decode": self.decode,
             "total_cost": self.total_cost,
             "original_total": self.original_total,
             "ratio": self.total_cost / self.original_total if self.original_total else None,
@@ -124,7 +141,7 @@ class RankPlan:
                        fixed_cost=raw["fixed_cost"], original_total=raw["original_total"], total_cost=raw["total_cost"],
                        searched_total=raw["searched_total"], met=raw["budget_met"], repaired=raw["repaired"],
                        repair_rule=raw.get("repair_rule", REPAIR_RULE), repair_steps=raw.get("repair_steps", []),
-                       note=raw.get("note", ""), skipped=raw.get("skipped", {}))
+                       note=raw.get("note", ""), skipped=raw.get("skipped", {}), decode=raw.get("decode", "argmax"))
         except FileNotFoundError:
             raise HalocError("ranks file not found", file=path, fix="run haloc-hw search first") from None
         except (KeyError, TypeError, ValueError) as err:
@@ -142,8 +159,13 @@ def make_plan(
     budget_text: str,
     fixed_cost: float | Sequence[float],
     repair: bool = True,
+    decode: str = "argmax",
+    band: float = DEFAULT_BAND,
 ) -> RankPlan:
     """Argmax of ``p`` per layer, then (if ``repair``) the documented greedy repair to meet ``budget``.
+
+    With ``decode="budget"`` the ranks are instead the most probable plan within ``band``
+    below the budget (module docstring); ``searched_r1``/``searched_r2`` still record the argmax.
 
     Costs are numbers, or per-component vectors (``[energy, cycles]`` for EDP, see
     :func:`haloc_hw.search.budget.components`); totals add components over layers and then
@@ -166,6 +188,13 @@ def make_plan(
     searched_total = total()
     steps: list[dict[str, Any]] = []
     tol = budget * 1e-9
+    if decode not in DECODES:
+        raise HalocError(f"unknown decode '{decode}'", key="decode", fix=f"use one of {', '.join(DECODES)}")
+    decoded = None
+    if decode == "budget" and len(fixed) == 1:
+        decoded = _most_probable_near_budget(probabilities, layer_cost, budget - fixed[0], band)
+        if decoded is not None:
+            chosen = decoded
     while repair and total() > budget + tol:
         movable = [n for n, j in chosen.items() if any(c < layer_cost[n][j] for c in layer_cost[n])]
         if not movable:
@@ -188,16 +217,72 @@ def make_plan(
     ]
     final = total()
     met = final <= budget + tol
-    if steps:
+    if decode == "budget" and decoded is None:
+        note_prefix = ("EDP is not additive over layers: " if len(fixed) > 1 else "no plan fits the budget: ") + \
+            "decode=budget fell back to the argmax; "
+    else:
+        note_prefix = ""
+    if decoded is not None:
+        note = (f"most probable ranks within {band:.0%} below the budget: cost {final:.6g} (budget {budget:.6g}; "
+                f"the argmax cost {searched_total:.6g})")
+    elif steps:
         note = f"argmax ranks cost {searched_total:.6g} > budget {budget:.6g}; repaired in {len(steps)} step(s)"
     elif met:
         note = "argmax ranks meet the budget"
     else:
         note = f"argmax ranks cost {searched_total:.6g} > budget {budget:.6g} and repair was off"
+    note = note_prefix + note
     original_total = combine([f + sum(orig[n][i] for n in chosen) for i, f in enumerate(fixed)], metric)
     return RankPlan(metric=metric, budget=budget, budget_text=budget_text, layers=layers,
                     fixed_cost=combine(fixed, metric), original_total=original_total, total_cost=final,
-                    searched_total=searched_total, met=met, repaired=bool(steps), repair_steps=steps, note=note)
+                    searched_total=searched_total, met=met, repaired=bool(steps), repair_steps=steps, note=note,
+                    decode=decode)
+
+
+def _most_probable_near_budget(probabilities: Mapping[str, Sequence[float]], layer_cost: Mapping[str, list[float]],
+                               room: float, band: float) -> dict[str, int] | None:
+    """Per layer the candidate index of the plan with the largest sum of log p whose searched-layer
+    cost is at most ``room`` and, if any plan gets there, at least ``(1 - band) * room``.
+
+    Exact over costs rounded up to ``room / COST_BINS`` steps (so the true cost stays within
+    ``room``). ``None`` when no plan fits.
+    """
+    if room <= 0:
+        return None
+    names = list(probabilities)
+    width = room / COST_BINS
+    worst = -np.inf
+    best = np.full(COST_BINS + 1, worst)  # best[b]: the largest log-probability of a plan costing b bins
+    best[0] = 0.0
+    picks = []
+    for name in names:
+        logp = np.log(np.clip(np.asarray(probabilities[name], dtype=np.float64), 1e-300, None))
+        bins = np.ceil(np.asarray(layer_cost[name], dtype=np.float64) / width - 1e-9).astype(np.int64)
+        new = np.full_like(best, worst)
+        pick = np.full(COST_BINS + 1, -1, dtype=np.int64)
+        for j, (b, lp) in enumerate(zip(bins, logp)):
+            if b > COST_BINS:
+                continue
+            shifted = np.full_like(best, worst)
+            shifted[max(b, 0):] = best[:COST_BINS + 1 - max(b, 0)] + lp
+            better = shifted > new
+            new[better], pick[better] = shifted[better], j
+        best = new
+        picks.append(pick)
+    reachable = np.flatnonzero(np.isfinite(best))
+    if reachable.size == 0:
+        return None
+    in_band = reachable[reachable >= int(np.floor((1 - band) * COST_BINS))]
+    if in_band.size:
+        end = int(in_band[np.argmax(best[in_band])])
+    else:  # nothing reaches the band: the most expensive plan that fits
+        end = int(reachable.max())
+    chosen: dict[str, int] = {}
+    for name, pick in zip(reversed(names), reversed(picks)):
+        j = int(pick[end])
+        chosen[name] = j
+        end -= max(int(np.ceil(layer_cost[name][j] / width - 1e-9)), 0)
+    return chosen
 
 
 def _as_vector(value: float | Sequence[float]) -> list[float]:

@@ -60,7 +60,7 @@ from haloc_hw.fileio import atomic_path, write_json_atomic
 from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
                                     parse_budget, resolve_budget)
-from haloc_hw.search.plan import RankPlan, make_plan
+from haloc_hw.search.plan import DECODES, RankPlan, make_plan
 from haloc_hw.search.supernet import Supernet
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ PENALTIES: tuple[str, ...] = ("paper", "hinge")
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
 # the learning rates are constant, so earlier epochs are unaffected).
-_RESUME_FREE = {"device", "progress", "epochs", "check_every"}
+_RESUME_FREE = {"device", "progress", "epochs", "check_every", "decode"}
 
 
 @dataclass
@@ -107,6 +107,8 @@ class SearchConfig:
     architecture step, cycling the validation part (DARTS's alternation; the same thing when
     the split is 50/50). With a 20 % split, ``"per-val-batch"`` makes a quarter of the alpha
     updates per epoch: give it more epochs (or a larger ``lr_alpha``) for p to converge as far.
+    ``decode`` (:data:`~haloc_hw.search.plan.DECODES`): how the final ranks are read from p,
+    the paper's argmax per layer or the most probable plan just under the budget.
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
     """
@@ -131,6 +133,7 @@ class SearchConfig:
     grad_clip: float = 5.0
     max_batches: int | None = None
     repair: bool = True
+    decode: str = "argmax"
     device: str = "cpu"
     progress: bool = True
     check_every: int = 25
@@ -147,6 +150,8 @@ class SearchConfig:
         if self.arch_steps not in ARCH_STEPS:
             raise HalocError(f"unknown arch_steps '{self.arch_steps}'", key="arch_steps",
                              fix=f"use one of {', '.join(ARCH_STEPS)}")
+        if self.decode not in DECODES:
+            raise HalocError(f"unknown decode '{self.decode}'", key="decode", fix=f"use one of {', '.join(DECODES)}")
         if self.check_every < 1:
             raise HalocError("check_every must be at least 1", key="check_every", fix="use e.g. 25")
 
@@ -266,7 +271,7 @@ class HalocSearch:
             {n: [float(v) for v in probs[n]] for n in names}, candidates, vectors,
             {n: [float(costs.original_cost(n, c)) for c in components(cfg.metric)] for n in names},
             metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
-            repair=cfg.repair,
+            repair=cfg.repair, decode=cfg.decode,
         )
         plan.skipped = dict(supernet.skipped)
         if is_main:

@@ -1,0 +1,92 @@
+"""Reading the final ranks from p: the argmax, and the most probable plan just under the budget."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from haloc_hw.errors import HalocError
+from haloc_hw.search import RankPlan, make_plan
+from test_search_support import run_tiny_search
+
+
+def _instance(seed: int, layers: int = 4, width: int = 4):
+    gen = torch.Generator().manual_seed(seed)
+    names = [f"l{i}" for i in range(layers)]
+    probs = {n: torch.softmax(torch.randn(width, generator=gen) * 1.5, 0).tolist() for n in names}
+    cands = {n: [(4 * (j + 1), 4 * (j + 1)) for j in range(width)] for n in names}
+    costs = {n: sorted((torch.rand(width, generator=gen) * 90 + 10).tolist()) for n in names}
+    originals = {n: 120.0 for n in names}
+    return names, probs, cands, costs, originals
+
+
+def _brute_force(names, probs, costs, room, band):
+    """Best sum of log p among plans in [(1 - band) room, room], else the most expensive plan that fits."""
+    plans = []
+    for combo in itertools.product(*(range(len(costs[n])) for n in names)):
+        cost = sum(costs[n][j] for n, j in zip(names, combo))
+        if cost <= room:
+            plans.append((cost, sum(math.log(probs[n][j]) for n, j in zip(names, combo)), combo))
+    in_band = [p for p in plans if p[0] >= (1 - band) * room]
+    return max(in_band, key=lambda p: p[1]) if in_band else max(plans, key=lambda p: p[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_budget_decode_is_the_most_probable_plan_near_the_budget(seed):
+    names, probs, cands, costs, originals = _instance(seed)
+    fixed = 30.0
+    cheapest = sum(min(c) for c in costs.values())
+    budget = fixed + cheapest + 0.5 * (sum(max(c) for c in costs.values()) - cheapest)
+    band = 0.05
+    plan = make_plan(probs, cands, costs, originals, metric="energy_pJ", budget=budget, budget_text="b",
+                     fixed_cost=fixed, decode="budget", band=band)
+    cost, logp, combo = _brute_force(names, probs, costs, budget - fixed, band)
+    assert plan.met and plan.decode == "budget"
+    assert plan.total_cost <= budget
+    got = sum(math.log(probs[n][cands[n].index(plan.ranks[n])]) for n in names)
+    # exact up to the cost grid: the DP may miss a plan within a few grid steps of the band's edges
+    assert got >= logp - 1e-9 or abs(cost - (1 - band) * (budget - fixed)) < 0.01 * budget
+    assert plan.total_cost >= fixed + (1 - band) * (budget - fixed) - 0.01 * budget
+    argmax = make_plan(probs, cands, costs, originals, metric="energy_pJ", budget=budget, budget_text="b",
+                       fixed_cost=fixed)
+    assert plan.searched_total == argmax.searched_total  # the argmax is still recorded
+
+
+def test_budget_decode_spends_what_the_argmax_leaves():
+    probs = {"a": [0.6, 0.4], "b": [0.7, 0.3]}
+    cands = {"a": [(2, 2), (4, 4)], "b": [(2, 2), (4, 4)]}
+    costs = {"a": [10.0, 30.0], "b": [10.0, 50.0]}
+    kw = dict(metric="cycles", budget=45.0, budget_text="45", fixed_cost=5.0)
+    argmax = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, **kw)
+    spent = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, decode="budget", band=0.1, **kw)
+    assert argmax.ranks == {"a": (2, 2), "b": (2, 2)} and argmax.total_cost == 25.0
+    assert spent.ranks == {"a": (4, 4), "b": (2, 2)} and spent.total_cost == 45.0  # b's upgrade (65) does not fit
+    assert spent.to_dict()["layers"]["a"]["searched_r1"] == 2 and "most probable" in spent.note
+    # nothing reaches the band: the most expensive plan that fits
+    far = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, decode="budget", band=0.01,
+                    **{**kw, "budget": 60.0})
+    assert far.total_cost == 45.0
+
+
+def test_edp_falls_back_to_the_argmax_and_says_so():
+    probs = {"a": [0.6, 0.4]}
+    plan = make_plan(probs, {"a": [(2, 2), (4, 4)]}, {"a": [[10.0, 5.0], [30.0, 9.0]]}, {"a": [40.0, 10.0]},
+                     metric="edp", budget=1e4, budget_text="x", fixed_cost=[1.0, 1.0], decode="budget")
+    assert plan.ranks == {"a": (2, 2)} and "not additive" in plan.note
+
+
+def test_unknown_decode_is_refused():
+    with pytest.raises(HalocError, match="decode"):
+        make_plan({"a": [1.0]}, {"a": [(2, 2)]}, {"a": [1.0]}, {"a": 2.0}, metric="cycles", budget=5.0,
+                  budget_text="5", fixed_cost=0.0, decode="mode")
+
+
+def test_decode_round_trips_and_a_finished_search_can_be_read_again(tmp_path):
+    first, _ = run_tiny_search(tmp_path, budget=0.6, epochs=2)
+    again, _ = run_tiny_search(tmp_path, budget=0.6, epochs=2, decode="budget", resume=True)
+    assert first.decode == "argmax" and again.decode == "budget"
+    assert again.total_cost >= first.total_cost and again.met
+    assert RankPlan.load(tmp_path / "ranks.json").decode == "budget"
