@@ -84,9 +84,14 @@ def test_unknown_decode_is_refused():
                   budget_text="5", fixed_cost=0.0, decode="mode")
 
 
-def test_decode_round_trips_and_a_finished_search_can_be_read_again(tmp_path):
-    first, _ = run_tiny_search(tmp_path, budget=0.6, epochs=2)
-    again, _ = run_tiny_search(tmp_path, budget=0.6, epochs=2, decode="budget", resume=True)
-    assert first.decode == "argmax" and again.decode == "budget"
-    assert again.total_cost >= first.total_cost and again.met
-    assert RankPlan.load(tmp_path / "ranks.json").decode == "budget"
+def test_decode_round_trips_and_resuming_with_another_decode_is_refused(tmp_path):
+    first, _ = run_tiny_search(tmp_path / "a", budget=0.6, epochs=2)
+    spent, _ = run_tiny_search(tmp_path / "b", budget=0.6, epochs=2, decode="budget")
+    assert first.decode == "argmax" and spent.decode == "budget"
+    assert spent.total_cost >= first.total_cost and spent.met
+    assert RankPlan.load(tmp_path / "b" / "ranks.json").decode == "budget"
+    # the run folder's fine-tuned model follows its ranks: a resumed run may not change them
+    before = (tmp_path / "a" / "ranks.json").read_bytes()
+    with pytest.raises(HalocError, match="decode"):
+        run_tiny_search(tmp_path / "a", budget=0.6, epochs=2, decode="budget", resume=True)
+    assert (tmp_path / "a" / "ranks.json").read_bytes() == before

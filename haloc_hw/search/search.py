@@ -77,7 +77,7 @@ PENALTIES: tuple[str, ...] = ("paper", "hinge")
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
 # the learning rates are constant, so earlier epochs are unaffected).
-_RESUME_FREE = {"device", "progress", "epochs", "check_every", "decode"}
+_RESUME_FREE = {"device", "progress", "epochs", "check_every"}
 
 
 @dataclass
