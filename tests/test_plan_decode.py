@@ -53,6 +53,7 @@ def test_budget_decode_is_the_most_probable_plan_near_the_budget(seed):
     argmax = make_plan(probs, cands, costs, originals, metric="energy_pJ", budget=budget, budget_text="b",
                        fixed_cost=fixed)
     assert plan.searched_total == argmax.searched_total  # the argmax is still recorded
+    assert [layer.name for layer in plan.layers] == names  # in model order
 
 
 def test_budget_decode_spends_what_the_argmax_leaves():

@@ -282,7 +282,7 @@ def _most_probable_near_budget(probabilities: Mapping[str, Sequence[float]], lay
         j = int(pick[end])
         chosen[name] = j
         end -= max(int(np.ceil(layer_cost[name][j] / width - 1e-9)), 0)
-    return chosen
+    return {name: chosen[name] for name in names}  # model order, as the argmax plan lists them
 
 
 def _as_vector(value: float | Sequence[float]) -> list[float]:
