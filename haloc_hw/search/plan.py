@@ -251,20 +251,22 @@ def _most_probable_near_budget(probabilities: Mapping[str, Sequence[float]], lay
         return None
     names = list(probabilities)
     width = room / COST_BINS
+    # each candidate's cost in bins, rounded up (the -1e-9 keeps exact multiples from rounding up)
+    layer_bins = {n: np.maximum(np.ceil(np.asarray(layer_cost[n], dtype=np.float64) / width - 1e-9), 0).astype(np.int64)
+                  for n in names}
     worst = -np.inf
     best = np.full(COST_BINS + 1, worst)  # best[b]: the largest log-probability of a plan costing b bins
     best[0] = 0.0
     picks = []
     for name in names:
         logp = np.log(np.clip(np.asarray(probabilities[name], dtype=np.float64), 1e-300, None))
-        bins = np.ceil(np.asarray(layer_cost[name], dtype=np.float64) / width - 1e-9).astype(np.int64)
         new = np.full_like(best, worst)
         pick = np.full(COST_BINS + 1, -1, dtype=np.int64)
-        for j, (b, lp) in enumerate(zip(bins, logp)):
+        for j, (b, lp) in enumerate(zip(layer_bins[name], logp)):
             if b > COST_BINS:
                 continue
             shifted = np.full_like(best, worst)
-            shifted[max(b, 0):] = best[:COST_BINS + 1 - max(b, 0)] + lp
+            shifted[b:] = best[:COST_BINS + 1 - b] + lp
             better = shifted > new
             new[better], pick[better] = shifted[better], j
         best = new
@@ -279,9 +281,8 @@ def _most_probable_near_budget(probabilities: Mapping[str, Sequence[float]], lay
         end = int(reachable.max())
     chosen: dict[str, int] = {}
     for name, pick in zip(reversed(names), reversed(picks)):
-        j = int(pick[end])
-        chosen[name] = j
-        end -= max(int(np.ceil(layer_cost[name][j] / width - 1e-9)), 0)
+        chosen[name] = int(pick[end])
+        end -= int(layer_bins[name][chosen[name]])
     return {name: chosen[name] for name in names}  # model order, as the argmax plan lists them
 
 
