@@ -97,9 +97,42 @@ def test_feature_loss_is_the_mse_to_the_original_conv():
     low = net.feature_loss()
     conv1 = net.net.conv1
     expected = torch.nn.functional.mse_loss(conv1.choices[0](x), conv1.original(x))
-    assert low.item() > expected.item() * 0.999 and conv1.feature_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert low.item() > expected.item() * 0.999
+    assert conv1.feature_diff.square().mean().item() == pytest.approx(expected.item(), rel=1e-5)
     net.track_targets(False)
     assert net.feature_loss().item() == 0.0
+
+
+def test_feature_hooks_give_the_gradient_of_ce_plus_weighted_mse():
+    """The hooks' gradients equal autograd's for CE + lam * sum_i MSE_i."""
+    torch.manual_seed(5)
+    net = Supernet(tiny_model(), CANDIDATES).double()
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    net.set_paths({n: len(c) - 1 for n, c in CANDIDATES.items()})
+    lam = 0.7
+    params = net.weight_parameters()
+
+    seen: list[torch.Tensor] = []  # each layer's MSE term, built as an explicit loss node
+    handles = [layer.register_forward_hook(
+        lambda m, args, out: seen.append(torch.nn.functional.mse_loss(out, m.original(args[0]).detach())))
+        for layer in net.choice_layers().values()]
+    out = net(x)
+    for handle in handles:
+        handle.remove()
+    explicit = torch.stack(seen).sum()
+    reference = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y) + lam * explicit, params,
+                                    allow_unused=True)
+
+    net.track_targets(True, lam)
+    hooked = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), params, allow_unused=True)
+    assert net.feature_loss().item() == pytest.approx(explicit.item(), rel=1e-9)
+    compared = 0
+    for ref, got in zip(reference, hooked):
+        assert (ref is None) == (got is None)
+        if ref is not None:
+            torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12)
+            compared += 1
+    assert compared >= len(CANDIDATES) * 3  # every sampled candidate's factors got a gradient
 
 
 def test_export_uses_the_trained_factors_not_a_new_decomposition():

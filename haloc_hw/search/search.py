@@ -18,10 +18,12 @@ one, DARTS's alternation).
     whole model. Only ``alpha`` is differentiated (``torch.autograd.grad``), so no weight
     gradients are computed or touched.
 
-Speed: on a GPU a small network's step is bound by kernel launches, so the bookkeeping of the
-architecture parameters is batched over layers (:class:`~haloc_hw.search.alphas.AlphaMatrix`),
-candidates are drawn on the host from a copy of alpha refreshed once per architecture step,
-and the losses stay on the device between checks (``check_every``).
+Speed: on a GPU a small network's step is bound by the host issuing kernels (a cuDNN
+convolution costs the host 50-110 us forward or backward, many times its GPU time for
+ResNet-20), so the bookkeeping of the architecture parameters is batched over layers
+(:class:`~haloc_hw.search.alphas.AlphaMatrix`), candidates are drawn on the host from a copy
+of alpha refreshed once per architecture step, the feature-map loss enters as gradient hooks
+rather than loss nodes, and the losses stay on the device between checks (``check_every``).
 
 Memory: each step holds one candidate's activations per layer (plus the detached original
 output in the weight step, the second candidate's output in the architecture step), so peak
@@ -343,18 +345,17 @@ class HalocSearch:
         cfg = self.cfg
         net = state.supernet
         net.set_paths(state.alphas.rows(state.alphas.sample(state.sampler)))
-        net.track_targets(True)
+        net.track_targets(True, cfg.lam)
         out = weight_model(x)
         ce = F.cross_entropy(out, y)
-        mse = net.feature_loss().to(ce.device)
-        loss = ce + cfg.lam * mse
         state.opt_w.zero_grad(set_to_none=True)
-        loss.backward()
+        ce.backward()  # the layers' hooks add the gradient of lam * sum_i MSE_i (see Supernet.track_targets)
+        mse = net.feature_loss().to(ce.device)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(state.weights, cfg.grad_clip)
         state.opt_w.step()
         net.track_targets(False)
-        return torch.stack([ce.detach(), mse.detach()]).to(torch.float64)
+        return torch.stack([ce.detach(), mse]).to(torch.float64)
 
     def _arch_step(self, state: _State, x: torch.Tensor, y: torch.Tensor, epsilon: float,
                    dist_on: bool) -> torch.Tensor:

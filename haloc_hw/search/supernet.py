@@ -18,7 +18,10 @@ of a single network (see :mod:`haloc_hw.search.search` for the gradient path to 
 The feature-map target is the *original* conv applied to the same input the layer receives
 inside the supernet (computed without gradient). Each candidate therefore learns to
 reproduce the trained layer locally, and no second forward pass through a separate copy of
-the model is needed.
+the model is needed. The gradient of ``weight * MSE(candidate output, target)`` is added to
+the output's gradient by a hook (``2 * weight / N * (out - target)``, what autograd would
+compute for the loss term) instead of building a loss node per layer: the same gradients
+with fewer kernels and autograd nodes, which matters when launches bound the step.
 """
 
 from __future__ import annotations
@@ -28,10 +31,9 @@ import logging
 from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from haloc_hw.decompose.layers import replace_submodule
+from haloc_hw.decompose.layers import Tucker2Conv, replace_submodule
 from haloc_hw.errors import HalocError
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,6 @@ def default_factory(conv: nn.Conv2d, r1: int, r2: int) -> nn.Module:
     No HOOI refinement: a supernet decomposes every candidate of every layer, the search
     trains all of them towards the original feature maps anyway, and HOSVD is ~5x faster.
     """
-    from haloc_hw.decompose import Tucker2Conv
-
     return Tucker2Conv.from_conv(conv, r1, r2, n_iter=0)
 
 
@@ -71,7 +71,8 @@ class RankChoiceConv(nn.Module):
         self._other: int | None = None
         self._other_gate: torch.Tensor | None = None
         self.track_target = False
-        self.feature_loss: torch.Tensor | None = None
+        self.feature_weight = 0.0
+        self.feature_diff: torch.Tensor | None = None  # candidate output - target, last forward
 
     # -- path selection -------------------------------------------------------------------
     def set_path(self, index: int | None) -> None:
@@ -117,8 +118,11 @@ class RankChoiceConv(nn.Module):
                 out = out + self._other_gate * alt
         if self.track_target:
             with torch.no_grad():
-                target = self.original(x)
-            self.feature_loss = F.mse_loss(out, target)
+                diff = out.detach() - self.original(x)
+            self.feature_diff = diff
+            if self.feature_weight and out.requires_grad:
+                scale = 2.0 * self.feature_weight / diff.numel()
+                out.register_hook(lambda grad: grad.add(diff, alpha=scale))
         return out
 
     def extra_repr(self) -> str:
@@ -202,17 +206,26 @@ class Supernet(nn.Module):
         for name, layer in layers.items():
             layer.set_path(None if indices is None else indices[name])
 
-    def track_targets(self, on: bool) -> None:
+    def track_targets(self, on: bool, weight: float = 0.0) -> None:
+        """Compare every layer's output with its original conv's; ``weight`` > 0 also trains towards it.
+
+        With ``weight``, the backward pass of every later loss gets the gradient of
+        ``weight * sum_i MSE_i`` added, as if that term were part of the loss.
+        """
         for layer in self.choice_layers().values():
             layer.track_target = on
-            layer.feature_loss = None
+            layer.feature_weight = weight if on else 0.0
+            layer.feature_diff = None
 
     def feature_loss(self) -> torch.Tensor:
-        """Sum over layers of the MSE between the candidate's and the original conv's output."""
-        losses = [layer.feature_loss for layer in self.choice_layers().values() if layer.feature_loss is not None]
-        if not losses:
+        """Sum over layers of the MSE between the candidate's and the original conv's output (no gradient)."""
+        diffs = [layer.feature_diff for layer in self.choice_layers().values() if layer.feature_diff is not None]
+        if not diffs:
             return torch.zeros(())
-        return torch.stack(losses).sum()
+        # one multi-tensor kernel for all layers' norms (the optimisers' own helper), then
+        # MSE_i = ||d_i||^2 / numel_i
+        norms = torch._foreach_mul(torch._foreach_norm(diffs), [d.numel() ** -0.5 for d in diffs])
+        return torch.stack(norms).square().sum()
 
     # -- results --------------------------------------------------------------------------
     def probabilities(self) -> dict[str, torch.Tensor]:
