@@ -12,7 +12,9 @@
 # to $OUT/logs/NAME.log; $OUT/logs/steps.txt lists every run's exit code and wall time.
 # Knobs (env): DATA_ROOT, DEVICE, BATCH, SEED, SUBSET, EPOCHS_BASE, EPOCHS_SEARCH, WARMUP_EPOCHS,
 # EPOCHS_FT, R20_BUDGETS / VGG_BUDGETS (energy fractions; the first is the one the baselines
-# match), GPU_TABLE (1: build the bf16 latency table and run HALOC on it), PY (python).
+# match), DECODE (argmax | budget: how HALOC reads its ranks from p), GPU_TABLE (1: measure the
+# ResNet-20 latency table and run HALOC on it), GPU_DTYPE (its dtype; fp32 by default: in bf16
+# no Tucker-2 candidate beat its original layer on an H100), PY (python).
 set -u
 OUT=${OUT:?set OUT to an output folder}
 DATA_ROOT=${DATA_ROOT:-/usr/share/datasets/fashion-mnist}
@@ -26,7 +28,9 @@ WARMUP_EPOCHS=${WARMUP_EPOCHS:-2}
 EPOCHS_FT=${EPOCHS_FT:-30}
 R20_BUDGETS=${R20_BUDGETS:-0.55 0.4}
 VGG_BUDGETS=${VGG_BUDGETS:-0.2 0.12}
+DECODE=${DECODE:-argmax}
 GPU_TABLE=${GPU_TABLE:-1}
+GPU_DTYPE=${GPU_DTYPE:-fp32}
 MODELS=${MODELS:-resnet20 vgg16}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
@@ -55,6 +59,8 @@ common=(--data fashion-mnist --data-root "$DATA_ROOT" --batch "$BATCH" --seed "$
         --no-onnx --no-progress)
 [ -n "$SUBSET" ] && common+=(--subset "$SUBSET")
 finetune=(--epochs-finetune "$EPOCHS_FT" --lr-finetune 0.01)
+search=(--epochs-search "$EPOCHS_SEARCH" --warmup-epochs "$WARMUP_EPOCHS" --decode "$DECODE")
+gpu_table="$OUT/tables/resnet20_gpu_$GPU_DTYPE"
 declare -A STEP=([resnet20]=4 [vgg16]=8)
 declare -A BUDGETS=([resnet20]="$R20_BUDGETS" [vgg16]="$VGG_BUDGETS")
 
@@ -64,7 +70,7 @@ declare -A BUDGETS=([resnet20]="$R20_BUDGETS" [vgg16]="$VGG_BUDGETS")
 # 1. the measured GPU latency table first, alone on the machine (timings)
 if [ "$GPU_TABLE" = 1 ]; then
   run table_r20_gpu hh tables --model resnet20 --dataset fashion-mnist --backend gpu --device "$DEVICE" \
-      --dtype bf16 --batch "$BATCH" --step 4 --jobs 1 --no-progress --out "$OUT/tables/resnet20_gpu_bf16"
+      --dtype "$GPU_DTYPE" --batch "$BATCH" --step 4 --jobs 1 --no-progress --out "$gpu_table"
 fi
 
 # 2. Eyeriss energy tables (CPU) and the base models
@@ -82,14 +88,14 @@ for model in $MODELS; do
   for b in ${BUDGETS[$model]}; do
     ( run "haloc_${model}_$b" hh search --model "$model" --arch arch/eyeriss.yaml \
           --table "$OUT/tables/${model}_eyeriss/${model}_eyeriss.sqlite" --step "${STEP[$model]}" \
-          --base "$OUT/$model/base" --budget-energy "$b" --epochs-search "$EPOCHS_SEARCH" \
-          --warmup-epochs "$WARMUP_EPOCHS" "${finetune[@]}" "${common[@]}" --out "$OUT/$model/haloc-$b" ) &
+          --base "$OUT/$model/base" --budget-energy "$b" "${search[@]}" "${finetune[@]}" "${common[@]}" \
+          --out "$OUT/$model/haloc-$b" ) &
   done
 done
 if [ "$GPU_TABLE" = 1 ]; then
   # halfway between the cheapest reachable latency and the original's (Tucker-2 often does not pay
   # off on a GPU, so a fixed fraction could be out of reach)
-  gpu_budget=$("$PY" - "$OUT/tables/resnet20_gpu_bf16/resnet20_gpu_bf16.sqlite" <<'PYEOF'
+  gpu_budget=$("$PY" - "$gpu_table/resnet20_gpu_$GPU_DTYPE.sqlite" <<'PYEOF'
 import sys
 from haloc_hw.cost.table import CostTable
 t = CostTable.open(sys.argv[1])
@@ -102,9 +108,9 @@ PYEOF
   )
   echo "gpu latency budget $gpu_budget" | tee -a "$OUT/logs/steps.txt"
   ( run haloc_resnet20_gpu_latency hh search --model resnet20 \
-        --table "$OUT/tables/resnet20_gpu_bf16/resnet20_gpu_bf16.sqlite" --step 4 --base "$OUT/resnet20/base" \
-        --budget-latency "$gpu_budget" --epochs-search "$EPOCHS_SEARCH" --warmup-epochs "$WARMUP_EPOCHS" \
-        "${finetune[@]}" "${common[@]}" --out "$OUT/resnet20/haloc-gpu-latency" ) &
+        --table "$gpu_table/resnet20_gpu_$GPU_DTYPE.sqlite" --step 4 --base "$OUT/resnet20/base" \
+        --budget-latency "$gpu_budget" "${search[@]}" "${finetune[@]}" "${common[@]}" \
+        --out "$OUT/resnet20/haloc-gpu-latency" ) &
 fi
 wait
 
