@@ -115,9 +115,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--arch-steps", choices=("per-val-batch", "per-train-batch"), default="per-val-batch",
                    help="architecture steps per epoch: one per validation batch, spread over the epoch (default), "
                         "or one after every weight step (cycling the validation part)")
-    s.add_argument("--decode", choices=("argmax", "budget"), default="argmax",
-                   help="final ranks: argmax of p per layer (the paper), or the most probable ranks within 2 %% "
-                        "below the budget (spends what the argmax leaves unused)")
+    s.add_argument("--decode", choices=("argmax", "budget", "expected"), default="argmax",
+                   help="final ranks: argmax of p per layer (the paper); the most probable ranks within 2 %% "
+                        "below the budget (budget); or per layer the candidate nearest its expected cost under p, "
+                        "scaled to fit the budget (expected). The last two spend what the argmax leaves unused")
     s.add_argument("--penalty", choices=("paper", "hinge"), default="hinge",
                    help="hardware factor (E/budget)^theta only above the budget (hinge, default) "
                         "or always, as in the HALOC paper (paper)")

@@ -12,7 +12,7 @@
 # to $OUT/logs/NAME.log; $OUT/logs/steps.txt lists every run's exit code and wall time.
 # Knobs (env): DATA_ROOT, DEVICE, BATCH, SEED, SUBSET, EPOCHS_BASE, EPOCHS_SEARCH, WARMUP_EPOCHS,
 # EPOCHS_FT, R20_BUDGETS / VGG_BUDGETS (energy fractions; the first is the one the baselines
-# match), DECODE (argmax | budget: how HALOC reads its ranks from p), GPU_TABLE (1: measure the
+# match), DECODE (argmax | budget | expected: how HALOC reads its ranks from p), GPU_TABLE (1: measure the
 # ResNet-20 latency table and run HALOC on it), GPU_DTYPE (its dtype; fp32 by default: in bf16
 # no Tucker-2 candidate beat its original layer on an H100), PY (python).
 set -u

@@ -49,6 +49,10 @@ def axis_label(metric: str, unit: str) -> str:
     return f"{name} [{unit}]" if unit else name
 
 
+#: Candidates named in each panel of the p plot (the most probable at the end, plus the chosen one).
+P_LABELLED = 5
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -112,7 +116,13 @@ def plot_ranks(runs: Sequence[RunRecord], path: Path) -> Path:
 
 
 def plot_p_evolution(run: RunRecord, path: Path) -> Path | None:
-    """Per layer, the probability p of each rank candidate after every search epoch."""
+    """Per layer, the probability p of each rank candidate after every search epoch.
+
+    Layers of wide networks have dozens of candidates (VGG-16's 512-channel layers: 63), so
+    only the chosen rank and the :data:`P_LABELLED` most probable at the end are coloured
+    and named; the rest are thin grey lines. Each panel's y axis ends just above its largest
+    p, since with many candidates every p stays small.
+    """
     hist = run.search_history
     if not hist or not hist.get("epochs"):
         return None
@@ -131,16 +141,29 @@ def plot_p_evolution(run: RunRecord, path: Path) -> Path | None:
     xs = list(range(1, len(epochs) + 1))
     for idx, name in enumerate(layers):
         ax = axes[idx // ncols][idx % ncols]
-        cands = hist["candidates"][name]
-        final = run.layer_ranks.get(name)
-        for j, cand in enumerate(cands):
+        cands = [tuple(c) for c in hist["candidates"][name]]
+        final = tuple(run.layer_ranks[name]) if name in run.layer_ranks else None
+        last = epochs[-1]["p"][name]
+        named = set(sorted(range(len(cands)), key=lambda j: -last[j])[:P_LABELLED])
+        if final in cands:
+            named.add(cands.index(final))
+        peak = 0.0
+        for j, cand in enumerate(cands):  # grey lines first, so the named ones are drawn on top
+            if j not in named:
+                ys = [e["p"][name][j] for e in epochs]
+                peak = max(peak, *ys)
+                ax.plot(xs, ys, lw=0.6, color="0.75")
+        for j in sorted(named):
+            cand = cands[j]
             ys = [e["p"][name][j] for e in epochs]
-            chosen = final is not None and tuple(cand) == tuple(final)
+            peak = max(peak, *ys)
+            chosen = cand == final
             label = f"{cand[0]}" if cand[0] == cand[1] else f"{cand[0]}x{cand[1]}"
             ax.plot(xs, ys, marker="o", ms=3, lw=2.4 if chosen else 1.0,
                     color=cmap(j / max(1, len(cands) - 1)), label=label + (" (chosen)" if chosen else ""))
-        ax.set_title(name, fontsize=8)
-        ax.set_ylim(-0.02, 1.02)
+        hidden = len(cands) - len(named)
+        ax.set_title(name + (f" ({hidden} more in grey)" if hidden else ""), fontsize=8)
+        ax.set_ylim(0.0, min(1.02, max(0.05, 1.15 * peak)))
         ax.set_xticks(xs)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -152,7 +175,7 @@ def plot_p_evolution(run: RunRecord, path: Path) -> Path | None:
     for idx in range(len(layers), nrows * ncols):
         axes[idx // ncols][idx % ncols].set_visible(False)
     fig.suptitle(f"Evolution of the rank probabilities p during the search ({run.name}; "
-                 "layers with one candidate left out)")
+                 "layers with one candidate left out; each panel's own p scale)")
     return _save(fig, path)
 
 

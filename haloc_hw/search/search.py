@@ -110,7 +110,8 @@ class SearchConfig:
     the split is 50/50). With a 20 % split, ``"per-val-batch"`` makes a quarter of the alpha
     updates per epoch: give it more epochs (or a larger ``lr_alpha``) for p to converge as far.
     ``decode`` (:data:`~haloc_hw.search.plan.DECODES`): how the final ranks are read from p,
-    the paper's argmax per layer or the most probable plan just under the budget.
+    the paper's argmax per layer, the most probable plan just under the budget, or the plan
+    that follows each layer's expected cost (see :mod:`haloc_hw.search.plan`).
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
     """
