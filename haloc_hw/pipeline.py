@@ -292,11 +292,12 @@ def build_cost_table(args: argparse.Namespace, arch_path: Path, layers: list[Any
     :func:`~haloc_hw.cost.table.build_table` (the sweep passes ``False`` to learn which
     layers an array cannot map).
     """
-    from haloc_hw.cost.backends import BackendContext, create_backend
+    from haloc_hw.cost.backends import BackendContext, create_backend, get_backend_spec
     from haloc_hw.cost.executors import make_executor
     from haloc_hw.cost.table import build_table
     from haloc_hw.decompose import rank_candidates
 
+    priced_on = arch_path if get_backend_spec(args.backend).needs_arch else None  # a GPU table uses no arch file
     executor = make_executor(args.jobs)
     try:
         backend = create_backend(args.backend, args, BackendContext(arch_path=arch_path, out_dir=path.parent,
@@ -309,7 +310,7 @@ def build_cost_table(args: argparse.Namespace, arch_path: Path, layers: list[Any
             # depends on it); the other backends price one image
             metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size),
                       "batch": args.batch if args.backend == "gpu" else 1,
-                      "arch_path": str(arch_path), "arch_sha256": file_sha256(arch_path),
+                      "arch_path": priced_on and str(priced_on), "arch_sha256": priced_on and file_sha256(priced_on),
                       "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
         )
     finally:
@@ -367,7 +368,10 @@ def run_config(command: str, args: argparse.Namespace, *, data: Any, table: Any,
     config.update({
         "haloc_hw_version": __version__, "model": args.model, "data": data.name,
         "data_root": None if args.data_root is None else str(args.data_root), "subset": args.subset,
-        "input_size": list(data.input_size), "arch": args.arch, "backend": args.backend,
+        # the table's own arch and backend: a --table built elsewhere (a GPU latency table, say)
+        # was not priced on --arch, whatever its default
+        "input_size": list(data.input_size), "arch": table.metadata.get("arch_path", args.arch),
+        "backend": table.metadata.get("backend", args.backend),
         "table": {"path": str(table_path), "sha256": file_sha256(table_path),
                   "metadata": {k: v for k, v in table.metadata.items() if k != "backend_fingerprint"}},
         "base": dict(base_info), "budget": {"metric": metric, "value": budget_text},

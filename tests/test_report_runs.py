@@ -135,3 +135,34 @@ def test_cli_report_runs_and_heatmap_both_parse(tmp_path, capsys):
     c = make_run(tmp_path / "c", model="vgg16")
     assert main(["report", "runs", str(a), str(c), "--out", str(tmp_path / "rep2")]) == 2
     assert "different models" in capsys.readouterr().err
+
+
+def test_a_run_on_a_gpu_latency_table_names_the_gpu_not_the_default_arch(tmp_path):
+    folder = make_run(tmp_path / "latency", search=True)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["table"] = {"metadata": {"backend": "gpu", "arch_path": None,
+                                    "key_fields": {"device": "NVIDIA H100 80GB HBM3", "dtype": "fp32"}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))  # an older run: 'arch' still says eyeriss
+    run = load_run(folder)
+    assert run.arch == "gpu (NVIDIA H100 80GB HBM3, fp32)" and run.backend == "gpu"
+    assert load_run(make_run(tmp_path / "energy")).arch == "eyeriss"
+
+
+def test_p_plot_names_the_chosen_and_the_most_probable_candidates_only(tmp_path, monkeypatch):
+    from haloc_hw.report import plots
+
+    folder = make_run(tmp_path / "wide", search=True, ranks={"layer1.conv": (8, 8), "layer2.conv": (200, 200)})
+    cands = [[8 * (j + 1), 8 * (j + 1)] for j in range(40)]
+    last = [1.0 / (j + 2) for j in range(40)]  # falls with the rank; the chosen 200 is improbable
+    history = {"candidates": {"layer1.conv": [[8, 8], [16, 16]], "layer2.conv": cands},
+               "epochs": [{"epoch": e, "p": {"layer1.conv": [0.6, 0.4], "layer2.conv": [v / sum(last) for v in last]}}
+                          for e in range(2)]}
+    (folder / "search_history.json").write_text(json.dumps(history))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.plot_p_evolution(load_run(folder), tmp_path / "p.png")
+    wide = [ax for ax in figures[0].axes if ax.get_title().startswith("layer2.conv")][0]
+    labels = [t.get_text() for t in wide.get_legend().get_texts()]
+    assert labels == ["8", "16", "24", "32", "40", "200 (chosen)"]
+    assert "34 more in grey" in wide.get_title()
+    assert wide.get_ylim()[1] < 0.2  # its own p scale: every p here is below 0.16

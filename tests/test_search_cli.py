@@ -107,6 +107,7 @@ def test_search_on_a_measured_latency_table_built_on_the_cpu(tmp_path):
     assert code == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["backend"] == "gpu" and config["budget"]["metric"] == "latency_s"
+    assert config["arch"] is None  # a latency table is priced on no arch file
     assert config["table"]["metadata"]["batch"] == 16  # timed at the run's batch, and the table says so
     metrics = json.loads((out / "metrics.json").read_text())
     latency = metrics["table_cost"]["latency_s"]

@@ -52,7 +52,16 @@ class RunRecord:
         return str(self.metrics.get("data") or self.config.get("data") or "?")
 
     @property
+    def _table_metadata(self) -> dict[str, Any]:
+        return (self.config.get("table") or {}).get("metadata") or {}
+
+    @property
     def arch(self) -> str:
+        """The hardware the costs are for: the arch file's name, or the GPU a latency table was measured on."""
+        meta = self._table_metadata
+        if meta.get("backend") == "gpu":
+            fields = meta.get("key_fields") or {}
+            return f"gpu ({fields.get('device', '?')}, {fields.get('dtype', '?')})"
         arch = self.config.get("arch")
         if isinstance(arch, list):
             arch = arch[0] if arch else None
@@ -60,7 +69,7 @@ class RunRecord:
 
     @property
     def backend(self) -> str:
-        return str(self.config.get("backend") or "-")
+        return str(self._table_metadata.get("backend") or self.config.get("backend") or "-")
 
     @property
     def budget_text(self) -> str:
