@@ -137,7 +137,9 @@ def test_unreadable_or_foreign_checkpoint_is_a_user_error(tmp_path):
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_the_same_ranks(tmp_path):
     script = HERE / "test_search_support.py"
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    # the tests' helpers and the package itself, whether or not it is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), str(HERE.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), str(killed), "--slow"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
