@@ -48,7 +48,8 @@ REPAIR_RULE = (
     "(among layers with a cheaper one) to its most probable cheaper candidate"
 )
 
-#: How the plan reads p: the paper's per-layer argmax, or the most probable plan near the budget.
+#: How the plan reads p: the paper's per-layer argmax, the most probable plan near the budget, or
+#: the plan that follows each layer's expected cost (module docstring).
 DECODES: tuple[str, ...] = ("argmax", "budget", "expected")
 COST_BINS = 4000
 DEFAULT_BAND = 0.02
