@@ -10,13 +10,18 @@ or ``--data fashion-mnist``).
 
     python benchmarks/bench_search.py --model resnet20 --batch 128 --samples 60000 --device cuda
 
-Prints the per-epoch seconds and the ratios search / plain.
+Plain and search epochs alternate (the search resumes from its checkpoint for each one), so
+each pair sees the same state of the machine: on a GPU both are bound by the host, whose
+speed drifts by 10-20 % between runs. Prints the median epoch times and every pair's ratio
+search / plain.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -60,25 +65,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plain_epochs(model, data, device, epochs: int) -> tuple[list[float], int]:
-    model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    times = []
+class PlainTraining:
+    """The uncompressed model trained as usual (SGD, Nesterov), one timed epoch at a time."""
+
+    def __init__(self, model, data, device) -> None:
+        self.model, self.data, self.device = model.to(device).train(), data, device
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        self.epoch = 0
+
+    def run_epoch(self) -> float:
+        self.data.train.set_epoch(self.epoch)
+        self.epoch += 1
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for x, y in self.data.train:
+            loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+
+def _peak(device: torch.device) -> int:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+
+
+def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for epoch in range(epochs):
-        data.train.set_epoch(epoch)
-        _sync(device)
-        t0 = time.perf_counter()
-        for x, y in data.train:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    return times, peak
 
 
 def main() -> int:
@@ -92,7 +107,7 @@ def main() -> int:
     ap.add_argument("--arch-steps", default="per-val-batch", choices=ARCH_STEPS)
     ap.add_argument("--input-size", default="1,28,28", help="synthetic image shape C,H,W")
     ap.add_argument("--num-classes", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=3, help="timed epochs (the first of each kind is a warm-up)")
+    ap.add_argument("--epochs", type=int, default=3, help="timed (plain, search) epoch pairs, after a warm-up of each")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
@@ -112,31 +127,39 @@ def main() -> int:
     costs = MacsCosts(layers)
     candidates = {n: costs.candidates(n) for n in costs.layers() if costs.candidates(n)}
 
-    plain, plain_peak = plain_epochs(model, full, device, args.epochs)
-    supernet = Supernet(model.cpu(), candidates)
+    supernet = Supernet(model, candidates)  # a copy: the plain run below trains the model itself
     n_cands = sum(len(c) for c in candidates.values())
+    plain = PlainTraining(model, full, device)
+    _reset_peak(device)
+    plain.run_epoch()  # warm-up (cuDNN plans, allocator)
+    plain_peak = _peak(device)
     with tempfile.TemporaryDirectory() as tmp:
-        # epoch 1: weight-only warm-up; epochs 2..: weight + architecture steps
-        cfg = SearchConfig(epochs=args.epochs + 1, warmup_epochs=1, budget=1.0, metric="cycles", device=str(device),
+        # epoch 1: weight-only warm-up; epoch 2: the first with architecture steps (warm-up of that path);
+        # then one more search epoch after each plain epoch, resuming from the checkpoint
+        cfg = SearchConfig(epochs=2, warmup_epochs=1, budget=1.0, metric="cycles", device=str(device),
                            arch_steps=args.arch_steps, progress=False)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        search = HalocSearch(cfg)
-        search.run(supernet, split, costs, tmp)
-        search_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-        history = json.loads((Path(tmp) / "search_history.json").read_text())
-    secs = [e["seconds"] for e in history["epochs"]]
-    warm, full_epochs = secs[0], secs[2:] or secs[1:]
-    plain_t = min(plain[1:] or plain)
-    search_t = min(full_epochs)
+        _reset_peak(device)
+        HalocSearch(cfg).run(supernet, split, costs, tmp)
+        search_peak = _peak(device)
+        plain_t, search_t = [], []
+        for k in range(args.epochs):
+            plain_t.append(plain.run_epoch())
+            cfg = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
+            HalocSearch(cfg).run(supernet, split, costs, tmp, resume=True)
+            history = json.loads((Path(tmp) / "search_history.json").read_text())
+            search_t.append(history["epochs"][-1]["seconds"])
+    warm = history["epochs"][0]["seconds"]
+    ratios = [s / p for s, p in zip(search_t, plain_t)]
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"model {args.model}, data {args.data} {size}, {full.train.num_samples} images, batch {args.batch}; "
           f"plain {len(full.train)} batches/epoch; search {len(split.train)} weight + "
           f"{history['epochs'][-1]['arch_steps']} arch steps/epoch ({args.arch_steps}); "
           f"{len(candidates)} searched layers, {n_cands} candidates")
-    print(f"plain training epoch      {plain_t:8.3f} s")
-    print(f"search weight-only epoch  {warm:8.3f} s  ratio {warm / plain_t:5.2f}  (first epoch, includes warm-up)")
-    print(f"search epoch (w + alpha)  {search_t:8.3f} s  ratio {search_t / plain_t:5.2f}")
+    print(f"plain training epoch      {statistics.median(plain_t):8.3f} s  (median of {len(plain_t)})")
+    print(f"search weight-only epoch  {warm:8.3f} s  (first epoch, includes warm-up)")
+    print(f"search epoch (w + alpha)  {statistics.median(search_t):8.3f} s  (median of {len(search_t)})")
+    print(f"ratio search / plain, epoch pairs run back to back: median {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}; each: {', '.join(f'{r:.2f}' for r in ratios)})")
     if device.type == "cuda":
         print(f"peak memory: plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB, "
               f"ratio {search_peak / plain_peak:.2f}")
