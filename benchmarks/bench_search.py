@@ -110,6 +110,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3, help="timed (plain, search) epoch pairs, after a warm-up of each")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
 
     device = torch.device(args.device)
     size = tuple(int(v) for v in args.input_size.split(","))
@@ -142,7 +144,7 @@ def main() -> int:
         HalocSearch(cfg).run(supernet, split, costs, tmp)
         search_peak = _peak(device)
         plain_t, search_t = [], []
-        for k in range(args.epochs):
+        for _ in range(args.epochs):
             plain_t.append(plain.run_epoch())
             cfg = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
             HalocSearch(cfg).run(supernet, split, costs, tmp, resume=True)
