@@ -112,3 +112,17 @@ def test_search_on_a_measured_latency_table_built_on_the_cpu(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     latency = metrics["table_cost"]["latency_s"]
     assert 0 < latency["compressed"] <= metrics["budget"]["value"] * (1 + 1e-9)
+
+
+def test_search_option_choices_follow_the_search_config():
+    """The parser spells the choices out (building it must not import torch); they must stay the config's."""
+    import argparse
+
+    from haloc_hw.pipeline import add_search_arguments
+    from haloc_hw.search.plan import DECODES
+    from haloc_hw.search.search import ARCH_STEPS, PENALTIES
+
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
+    assert choices == {"arch_steps": ARCH_STEPS, "decode": DECODES, "penalty": PENALTIES}

@@ -122,8 +122,9 @@ def _search(args: argparse.Namespace, out: Path, metric: str, budget_text: str, 
     candidates = pipeline.table_candidates(table)
     cfg = SearchConfig(epochs=args.epochs_search, warmup_epochs=min(args.warmup_epochs, args.epochs_search),
                        lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
-                       tau=args.tau, penalty=args.penalty, arch_steps=args.arch_steps, decode=args.decode, budget=budget_text, metric=metric, seed=args.seed,
-                       device=str(data.device), progress=not args.no_progress)
+                       tau=args.tau, penalty=args.penalty, arch_steps=args.arch_steps, decode=args.decode,
+                       budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
+                       progress=not args.no_progress)
     if not dist_rank:
         write_yaml_atomic(out / "config.yaml", pipeline.run_config(
             "search", args, data=data, table=table, table_path=table_path, base_info=base_info, metric=metric,
