@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--num-classes", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3, help="timed (plain, search) epoch pairs, after a warm-up of each")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                    help="run the search's candidates eagerly (SearchConfig.cuda_graphs=False)")
     args = ap.parse_args()
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
@@ -139,10 +141,12 @@ def main() -> int:
         # epoch 1: weight-only warm-up; epoch 2: the first with architecture steps (warm-up of that path);
         # then one more search epoch after each plain epoch, resuming from the checkpoint
         cfg = SearchConfig(epochs=2, warmup_epochs=1, budget=1.0, metric="cycles", device=str(device),
-                           arch_steps=args.arch_steps, progress=False)
+                           arch_steps=args.arch_steps, progress=False, cuda_graphs=args.cuda_graphs)
         _reset_peak(device)
         HalocSearch(cfg).run(supernet, split, costs, tmp)
-        search_peak = _peak(device)
+        pools = max(e.get("graph_pool_bytes", 0) for e in
+                    json.loads((Path(tmp) / "search_history.json").read_text())["epochs"])
+        search_peak = _peak(device) + pools
         plain_t, search_t = [], []
         for _ in range(args.epochs):
             plain_t.append(plain.run_epoch())
@@ -163,8 +167,8 @@ def main() -> int:
     print(f"ratio search / plain, epoch pairs run back to back: median {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}; each: {', '.join(f'{r:.2f}' for r in ratios)})")
     if device.type == "cuda":
-        print(f"peak memory: plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB, "
-              f"ratio {search_peak / plain_peak:.2f}")
+        print(f"peak memory: plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB "
+              f"(of which CUDA-graph pools {pools / 2**20:.1f} MiB), ratio {search_peak / plain_peak:.2f}")
     return 0
 
 

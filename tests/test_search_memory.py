@@ -8,6 +8,8 @@ state tensor, plus every distinct storage autograd saves for the backward pass (
 
 from __future__ import annotations
 
+import gc
+
 import torch
 import torch.nn.functional as F
 import pytest
@@ -16,6 +18,7 @@ from haloc_hw.decompose import rank_candidates
 from haloc_hw.models import build_model
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet
 from haloc_hw.search.alphas import AlphaMatrix
+from haloc_hw.search.graphs import graph_pool_bytes
 from haloc_hw.search.search import _State
 from haloc_hw.workload import extract_shapes
 
@@ -113,9 +116,24 @@ def test_search_steps_hold_at_most_3x_a_plain_step_cpu():
     assert acts > 0 and plain_peak > 0
 
 
+def _capture_every_candidate(supernet) -> None:
+    """Replay every candidate once, so that every graph and pool exists before measuring."""
+    x = torch.randn(BATCH, *INPUT, device="cuda")
+    widest = max(len(c) for c in supernet.candidates().values())
+    for k in range(widest):
+        supernet.set_paths({n: min(k, len(c) - 1) for n, c in supernet.candidates().items()})
+        with supernet.replay_window():
+            supernet(x).sum().backward()
+    supernet.set_paths(None)
+    supernet.zero_grad(set_to_none=True)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_search_steps_hold_at_most_3x_a_plain_step_cuda():
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda-graphs"])
+def test_search_steps_hold_at_most_3x_a_plain_step_cuda(graphs):
+    gc.collect()  # graphs of earlier tests hold pools until collected
+    torch.cuda.empty_cache()
     model, supernet, opt, opt_w, opt_a, plain, weight_step, arch_step = _step_sizes("cuda")
     supernet.cpu()  # measure the plain step alone first
     plain()
@@ -127,6 +145,9 @@ def test_search_steps_hold_at_most_3x_a_plain_step_cuda():
     model.cpu()
     opt.state.clear()
     supernet.cuda()
+    if graphs:  # the graphs' pools are reserved memory that max_memory_allocated stops counting
+        supernet.use_cuda_graphs(True)
+        _capture_every_candidate(supernet)
     weight_step()
     arch_step()
     torch.cuda.synchronize()
@@ -134,6 +155,9 @@ def test_search_steps_hold_at_most_3x_a_plain_step_cuda():
     weight_step()
     arch_step()
     torch.cuda.synchronize()
-    search_peak = torch.cuda.max_memory_allocated()
-    print(f"cuda plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB")
+    pools = graph_pool_bytes()
+    search_peak = torch.cuda.max_memory_allocated() + pools
+    print(f"cuda plain {plain_peak / 2**20:.1f} MiB, search {search_peak / 2**20:.1f} MiB "
+          f"(graph pools {pools / 2**20:.1f} MiB)")
+    assert (pools > 0) == graphs
     assert search_peak <= 3.0 * plain_peak

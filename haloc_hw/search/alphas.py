@@ -47,6 +47,7 @@ class AlphaMatrix:
         self._costs = costs.to(device)
         self._fixed = fixed.detach().to(device, torch.float64)
         self.host = torch.empty(rows, width)
+        self.host_p = torch.empty(rows, width)
         self.refresh()
 
     # -- differentiable views --------------------------------------------------------------
@@ -62,12 +63,15 @@ class AlphaMatrix:
 
     # -- host side -------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Copy the alphas to the host (one transfer); call after every change of alpha."""
+        """Copy the alphas to the host (one transfer) and keep their softmax; call after every change of alpha."""
         with torch.no_grad():
             self.host = self.padded().detach().float().cpu()
+        # kept because a weight step samples from it and alpha changes only in architecture
+        # steps: even a tiny softmax costs the host ~0.1-0.5 ms when it wakes the CPU threads
+        self.host_p = torch.softmax(self.host, dim=1)
 
     def host_probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.host, dim=1)
+        return self.host_p
 
     def finite(self) -> bool:
         return bool(torch.isfinite(self.host[self.valid]).all())

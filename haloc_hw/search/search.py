@@ -62,6 +62,7 @@ from haloc_hw.fileio import atomic_path, write_json_atomic
 from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
                                     parse_budget, resolve_budget)
+from haloc_hw.search.graphs import graph_pool_bytes
 from haloc_hw.search.plan import DECODES, RankPlan, make_plan
 from haloc_hw.search.supernet import Supernet
 
@@ -79,7 +80,7 @@ PENALTIES: tuple[str, ...] = ("paper", "hinge")
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
 # the learning rates are constant, so earlier epochs are unaffected).
-_RESUME_FREE = {"device", "progress", "epochs", "check_every"}
+_RESUME_FREE = {"device", "progress", "epochs", "check_every", "cuda_graphs"}
 
 
 @dataclass
@@ -114,6 +115,9 @@ class SearchConfig:
     that follows each layer's expected cost (see :mod:`haloc_hw.search.plan`).
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
+    ``cuda_graphs``: on a CUDA device (not under ``torch.distributed``), replay each sampled
+    candidate from CUDA graphs captured on its first use (:mod:`haloc_hw.search.graphs`); the
+    same arithmetic with far less host work per step.
     """
 
     epochs: int = 10
@@ -140,6 +144,7 @@ class SearchConfig:
     device: str = "cpu"
     progress: bool = True
     check_every: int = 25
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -210,6 +215,7 @@ class HalocSearch:
         torch.manual_seed(cfg.seed)
         opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.lr_w, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+        _create_momentum_buffers(opt_w)
         opt_a = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999),
                                  weight_decay=cfg.alpha_weight_decay)
         sampler = torch.Generator().manual_seed(cfg.seed + 1)
@@ -244,30 +250,37 @@ class HalocSearch:
                 ids = [device.index if device.index is not None else torch.cuda.current_device()]
             weight_model = DDP(supernet, device_ids=ids, find_unused_parameters=True)
 
-        for epoch in range(start, cfg.epochs):
-            for loader in loaders:
-                _set_epoch(loader, epoch)
-            t0 = time.perf_counter()
-            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
-            stats["seconds"] = time.perf_counter() - t0
-            probs = supernet.probabilities()
-            stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
-            picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
-            stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
-            with torch.no_grad():
-                soft = torch.softmax(alphas.padded(), dim=1)
-                stats["expected_cost"] = float(alphas.expected_cost(soft))
-                onehot = F.one_hot(torch.tensor([picks[n] for n in names]), soft.shape[1]).to(soft)
-                stats["argmax_cost"] = float(alphas.expected_cost(onehot))
-            history["epochs"].append(stats)
-            log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
-                     epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
-                     stats["expected_cost"], stats["argmax_cost"], epsilon)
-            if is_main:
-                self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
-                write_json_atomic(out_dir / HISTORY_NAME, history)
-            if dist_on:
-                torch.distributed.barrier()
+        graphs_on = cfg.cuda_graphs and device.type == "cuda" and not dist_on
+        supernet.use_cuda_graphs(graphs_on)
+        try:
+            for epoch in range(start, cfg.epochs):
+                for loader in loaders:
+                    _set_epoch(loader, epoch)
+                t0 = time.perf_counter()
+                stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
+                stats["seconds"] = time.perf_counter() - t0
+                if graphs_on:  # reserved for the replays, invisible to torch.cuda.max_memory_allocated
+                    stats["graph_pool_bytes"] = graph_pool_bytes(device)
+                probs = supernet.probabilities()
+                stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
+                picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
+                stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
+                with torch.no_grad():
+                    soft = torch.softmax(alphas.padded(), dim=1)
+                    stats["expected_cost"] = float(alphas.expected_cost(soft))
+                    onehot = F.one_hot(torch.tensor([picks[n] for n in names]), soft.shape[1]).to(soft)
+                    stats["argmax_cost"] = float(alphas.expected_cost(onehot))
+                history["epochs"].append(stats)
+                log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
+                         epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
+                         stats["expected_cost"], stats["argmax_cost"], epsilon)
+                if is_main:
+                    self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
+                    write_json_atomic(out_dir / HISTORY_NAME, history)
+                if dist_on:
+                    torch.distributed.barrier()
+        finally:
+            supernet.use_cuda_graphs(False)
 
         probs = supernet.probabilities()
         plan = make_plan(
@@ -347,10 +360,11 @@ class HalocSearch:
         net = state.supernet
         net.set_paths(state.alphas.rows(state.alphas.sample(state.sampler)))
         net.track_targets(True, cfg.lam)
-        out = weight_model(x)
-        ce = F.cross_entropy(out, y)
-        state.opt_w.zero_grad(set_to_none=True)
-        ce.backward()  # the layers' hooks add the gradient of lam * sum_i MSE_i (see Supernet.track_targets)
+        with net.replay_window():
+            out = weight_model(x)
+            ce = F.cross_entropy(out, y)
+            state.opt_w.zero_grad(set_to_none=True)
+            ce.backward()  # adds the gradient of lam * sum_i MSE_i too (see Supernet.track_targets)
         mse = net.feature_loss().to(ce.device)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(state.weights, cfg.grad_clip)
@@ -367,16 +381,17 @@ class HalocSearch:
         padded = alphas.padded()
         for layer, choice in zip(alphas.layers, alphas.gumbel_gates(padded, state.sampler, cfg.tau, cfg.compare_paths)):
             layer.set_gumbel(*choice)
-        out = net(x)
-        ce = F.cross_entropy(out, y)
-        probs = torch.softmax(padded, dim=1)
-        ratio = alphas.expected_cost(probs) / epsilon
-        if cfg.penalty == "hinge":
-            ratio = torch.clamp(ratio, min=1.0)
-        hw = ratio ** cfg.theta
-        loss = ce * cfg.eta * hw.to(ce.dtype)
         params = net.arch_parameters()
-        grads = torch.autograd.grad(loss, params)
+        with net.replay_window():
+            out = net(x)
+            ce = F.cross_entropy(out, y)
+            probs = torch.softmax(padded, dim=1)
+            ratio = alphas.expected_cost(probs) / epsilon
+            if cfg.penalty == "hinge":
+                ratio = torch.clamp(ratio, min=1.0)
+            hw = ratio ** cfg.theta
+            loss = ce * cfg.eta * hw.to(ce.dtype)
+            grads = torch.autograd.grad(loss, params)
         if dist_on:
             flat = torch.cat([g.reshape(-1) for g in grads])
             torch.distributed.all_reduce(flat)
@@ -453,6 +468,20 @@ class HalocSearch:
 # -- helpers --------------------------------------------------------------------------------
 def _dist_on() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _create_momentum_buffers(opt: torch.optim.Optimizer) -> None:
+    """Give every parameter its (zero) momentum buffer now rather than at its first update.
+
+    The result is the same (SGD's first update sets the buffer to the gradient, which is
+    what ``0 * momentum + gradient`` gives), but PyTorch's multi-tensor SGD falls back to
+    a kernel per parameter whenever one of the step's parameters has no buffer yet, which
+    with randomly sampled candidates happens for a long time.
+    """
+    for group in opt.param_groups:
+        if group.get("momentum", 0):
+            for param in group["params"]:
+                opt.state[param]["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
 def _comparable(cfg: SearchConfig) -> dict[str, Any]:

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from haloc_hw.decompose.layers import Tucker2Conv, replace_submodule
 from haloc_hw.errors import HalocError
+from haloc_hw.search.graphs import LayerReplay, SharedReplayMemory
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,10 @@ class RankChoiceConv(nn.Module):
         self._other_gate: torch.Tensor | None = None
         self.track_target = False
         self.feature_weight = 0.0
-        self.feature_diff: torch.Tensor | None = None  # candidate output - target, last forward
+        # the last forward's candidate output - target (eager), or the replay's MSE (written by its backward)
+        self.feature_diff: torch.Tensor | None = None
+        self.feature_mse: torch.Tensor | None = None
+        self.replay: LayerReplay | None = None  # CUDA-graph replay of the candidates (Supernet.use_cuda_graphs)
 
     # -- path selection -------------------------------------------------------------------
     def set_path(self, index: int | None) -> None:
@@ -109,19 +114,26 @@ class RankChoiceConv(nn.Module):
     # -- forward --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         index = self.argmax_index() if self._index is None else self._index
-        out = self.choices[index](x)
+        weight = self.feature_weight if self.track_target else 0.0
+        replayed = self.replay is not None and self.replay.take(x)
+        if replayed:  # the target, its MSE and gradient are part of the captured backward
+            out = self.replay(index, x, weight)
+            if self.track_target:
+                self.feature_mse = self.replay.mse
+        else:
+            out = self.choices[index](x)
         if self._gate is not None:
             out = out * self._gate
             if self._other is not None:
                 with torch.no_grad():
                     alt = self.choices[self._other](x)
                 out = out + self._other_gate * alt
-        if self.track_target:
+        if self.track_target and not replayed:
             with torch.no_grad():
                 diff = out.detach() - self.original(x)
             self.feature_diff = diff
-            if self.feature_weight and out.requires_grad:
-                scale = 2.0 * self.feature_weight / diff.numel()
+            if weight and out.requires_grad:
+                scale = 2.0 * weight / diff.numel()
                 out.register_hook(lambda grad: grad.add(diff, alpha=scale))
         return out
 
@@ -206,6 +218,28 @@ class Supernet(nn.Module):
         for name, layer in layers.items():
             layer.set_path(None if indices is None else indices[name])
 
+    def use_cuda_graphs(self, on: bool) -> None:
+        """Replay each sampled candidate from CUDA graphs inside :meth:`replay_window` (see :mod:`.graphs`).
+
+        Off drops every captured graph and its memory. A layer captures all its candidates
+        the first time it replays; the module must not move (``.to``) while graphs exist.
+        """
+        shared = SharedReplayMemory()
+        for layer in self.choice_layers().values():
+            layer.replay = LayerReplay(layer.original, layer.choices, shared) if on else None
+
+    @contextmanager
+    def replay_window(self) -> Iterator[None]:
+        """One step's forward and backward: each layer's first forward in it may replay its candidate's graphs."""
+        replays = [layer.replay for layer in self.choice_layers().values() if layer.replay is not None]
+        for replay in replays:
+            replay.arm(True)
+        try:
+            yield
+        finally:
+            for replay in replays:
+                replay.arm(False)
+
     def track_targets(self, on: bool, weight: float = 0.0) -> None:
         """Compare every layer's output with its original conv's; ``weight`` > 0 also trains towards it.
 
@@ -216,16 +250,24 @@ class Supernet(nn.Module):
             layer.track_target = on
             layer.feature_weight = weight if on else 0.0
             layer.feature_diff = None
+            layer.feature_mse = None
 
     def feature_loss(self) -> torch.Tensor:
-        """Sum over layers of the MSE between the candidate's and the original conv's output (no gradient)."""
-        diffs = [layer.feature_diff for layer in self.choice_layers().values() if layer.feature_diff is not None]
-        if not diffs:
+        """Sum over layers of the MSE between the candidate's and the original conv's output (no gradient).
+
+        After the backward pass: a replayed layer's MSE is written by its backward graph.
+        """
+        layers = self.choice_layers().values()
+        diffs = [layer.feature_diff for layer in layers if layer.feature_diff is not None]
+        terms = [layer.feature_mse for layer in layers if layer.feature_mse is not None]
+        if diffs:
+            # one multi-tensor kernel for all layers' norms (the optimisers' own helper), then
+            # MSE_i = ||d_i||^2 / numel_i
+            norms = torch._foreach_mul(torch._foreach_norm(diffs), [d.numel() ** -0.5 for d in diffs])
+            terms.append(torch.stack(norms).square().sum())
+        if not terms:
             return torch.zeros(())
-        # one multi-tensor kernel for all layers' norms (the optimisers' own helper), then
-        # MSE_i = ||d_i||^2 / numel_i
-        norms = torch._foreach_mul(torch._foreach_norm(diffs), [d.numel() ** -0.5 for d in diffs])
-        return torch.stack(norms).square().sum()
+        return torch.stack(terms).sum() if len(terms) > 1 else terms[0]
 
     # -- results --------------------------------------------------------------------------
     def probabilities(self) -> dict[str, torch.Tensor]:

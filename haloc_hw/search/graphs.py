@@ -1,0 +1,266 @@
+"""CUDA-graph replay of the sampled candidates, so that a search step is not bound by the host.
+
+On a GPU, a search step of a small network costs the host far more than the GPU: each cuDNN
+convolution takes the host 35-60 us forward and about twice that backward (H100, PyTorch
+2.11), while the GPU finishes it in a few. A weight step runs, per searched layer, the three
+convolutions of the sampled candidate forward and backward plus the original conv for the
+feature-map target; that is 3.5x the convolutions of a plain training step.
+
+A whole step cannot be captured once: the sampled path changes every step, and one graph
+per path is out of the question. Each Tucker-2 *candidate* is captured instead, as two
+graphs: forward (the candidate's output) and backward (the gradients of its input and
+factors, with the feature-map loss's gradient ``scale * (output - original conv output)``
+added to the incoming gradient, and that MSE for the report). All of a layer's candidates
+are captured the first time the layer replays. A step then costs the host two copies and
+two graph launches per layer.
+
+Memory: what a candidate keeps between its forward and backward (its input and two inner
+activations) lives in static tensors of the layer, sized for its largest candidate and
+shared by all its candidates. Sharing is safe because a step runs one candidate per layer,
+and another candidate of that layer runs only after this one's backward. Everything else a
+graph allocates is dead when the replay ends, so all graphs share one memory pool. The
+incoming and input gradients are used only during a backward replay, so layers of one shape
+share them. A layer therefore holds four activations (input, two inner ones, output), about
+what its eager candidate holds.
+
+The replay path is used only inside the windows the search loop opens around each step
+(:meth:`~haloc_hw.search.supernet.Supernet.replay_window`): at most one forward per layer
+per window, and its backward must run before the next window opens. It also needs grad mode,
+a CUDA input of the shape the layer first replayed, and Tucker-2 candidates. Everything else
+(evaluation, the last partial batch, a second forward in one window, the compared path of an
+architecture step) runs the modules eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from haloc_hw.decompose.layers import Tucker2Conv
+
+log = logging.getLogger(__name__)
+
+#: Eager forward+backward passes before a capture: cuDNN chooses its algorithms and
+#: allocates its workspaces outside the graph.
+WARMUP_PASSES = 1
+
+
+class SharedReplayMemory:
+    """What all layers' replays share: gradient tensors by shape, the graphs' pool, the capture stream.
+
+    All captures run on one stream because the caching allocator reuses a freed block only
+    for the stream it was allocated on.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[tuple[Any, ...], torch.Tensor] = {}
+        self._pools: dict[torch.device, Any] = {}
+        self._streams: dict[torch.device, torch.cuda.Stream] = {}
+
+    def tensor(self, like: torch.Tensor) -> torch.Tensor:
+        key = (tuple(like.shape), like.dtype, like.device)
+        if key not in self._tensors:
+            self._tensors[key] = torch.zeros_like(like)
+        return self._tensors[key]
+
+    def pool(self, device: torch.device) -> Any:
+        if device not in self._pools:
+            self._pools[device] = torch.cuda.graph_pool_handle()
+        return self._pools[device]
+
+    def stream(self, device: torch.device) -> torch.cuda.Stream:
+        if device not in self._streams:
+            self._streams[device] = torch.cuda.Stream(device)
+        return self._streams[device]
+
+
+@dataclass
+class _CandidateGraphs:
+    forward: torch.cuda.CUDAGraph
+    backward: torch.cuda.CUDAGraph
+    param_grads: list[torch.Tensor]  # written by the backward graph, in module.parameters() order
+
+
+class LayerReplay:
+    """Captured graphs of one searched layer's candidates, for inputs of the first shape it replays.
+
+    The search opens a window per step (:meth:`arm`); :meth:`take` says whether a forward
+    may replay. ``mse`` is the feature-map MSE of the last replayed step, written by the
+    backward graph.
+    """
+
+    def __init__(self, original: nn.Conv2d, choices: Sequence[nn.Module], shared: SharedReplayMemory) -> None:
+        self.original = original
+        self.choices = choices
+        self.shared = shared
+        self.armed = False
+        self.graphs: dict[int, _CandidateGraphs] = {}
+        self.shape: tuple[int, ...] | None = None
+        self.supported = all(isinstance(c, Tucker2Conv) for c in choices)
+        if not self.supported:
+            log.info("%s: candidates are not all Tucker2Conv modules, so they run eagerly", original)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        """A copy of the module runs eagerly: graphs belong to the tensors they were captured with."""
+        return None
+
+    def arm(self, on: bool) -> None:
+        self.armed = on
+
+    def take(self, x: torch.Tensor) -> bool:
+        """Whether this forward of ``x`` replays (then the window is used up)."""
+        if not (self.armed and self.supported and x.is_cuda and torch.is_grad_enabled()):
+            return False
+        self.armed = False
+        if self.shape is None:
+            self._allocate(x)
+        return tuple(x.shape) == self.shape and x.dtype == self.x.dtype and x.device == self.x.device
+
+    def _allocate(self, x: torch.Tensor) -> None:
+        self.shape = tuple(x.shape)
+        self.x = torch.zeros_like(x).requires_grad_()
+        with torch.no_grad():
+            out = self.original(self.x)
+        n, _, h, w = x.shape
+        self.out_hw = tuple(out.shape[2:])
+        r1 = max(c.ranks[0] for c in self.choices)
+        r2 = max(c.ranks[1] for c in self.choices)
+        # the inner activations of every candidate: views of the first elements
+        self.inner_in = x.new_zeros(n * r2 * h * w)  # in_conv output, r2 channels
+        self.inner_out = x.new_zeros(n * r1 * out.shape[2] * out.shape[3])  # core_conv output, r1 channels
+        self.out = torch.zeros_like(out)
+        self.mse = out.new_zeros(())
+        self.grad_out = self.shared.tensor(out)
+        self.grad_in = self.shared.tensor(x)
+        self.scale = out.new_zeros(())
+        self._scale_value = 0.0
+
+    def __call__(self, index: int, x: torch.Tensor, weight: float) -> torch.Tensor:
+        """Candidate ``index``'s output for ``x``; its backward adds the gradient of ``weight * MSE(output, target)``."""
+        if not self.graphs:
+            self._capture_all()
+        scale = 2.0 * weight / self.out.numel()
+        if scale != self._scale_value:
+            self.scale.fill_(scale)
+            self._scale_value = scale
+        return _Replay.apply(self, self.graphs[index], x, *self.choices[index].parameters())
+
+    def _capture_all(self) -> None:
+        device = self.x.device
+        side = self.shared.stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for i, module in enumerate(self.choices):
+                self.graphs[i] = self._capture(module)
+        torch.cuda.current_stream(device).wait_stream(side)
+        log.debug("captured %d candidates of %s for input %s", len(self.choices), self.original, self.shape)
+
+    def _inner(self, module: Tucker2Conv) -> tuple[torch.Tensor, torch.Tensor]:
+        """Leaves over the static inner activations, shaped for ``module``'s ranks."""
+        r1, r2 = module.ranks
+        n, _, h, w = self.shape  # type: ignore[misc]
+        ho, wo = self.out_hw
+        first = self.inner_in[: n * r2 * h * w].view(n, r2, h, w)
+        second = self.inner_out[: n * r1 * ho * wo].view(n, r1, ho, wo)
+        return first.detach().requires_grad_(), second.detach().requires_grad_()
+
+    def _forward(self, module: Tucker2Conv, first: torch.Tensor,
+                 second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidate's three convolutions, each reading its input from a static tensor.
+
+        Autograd then saves static tensors only, and the convolutions' own outputs are
+        temporaries; the three pieces are chained by hand in :meth:`_backward`.
+        """
+        a = module.in_conv(self.x)
+        with torch.no_grad():
+            first.copy_(a)
+        b = module.core_conv(first)
+        with torch.no_grad():
+            second.copy_(b)
+        y = module.out_conv(second)
+        with torch.no_grad():
+            self.out.copy_(y)
+        return a, b, y
+
+    def _backward(self, module: Tucker2Conv, pieces: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                  first: torch.Tensor, second: torch.Tensor) -> list[torch.Tensor]:
+        """Input gradient (into ``grad_in``) and the factors' gradients, in ``module.parameters()`` order."""
+        a, b, y = pieces
+        with torch.no_grad():
+            diff = self.out - self.original(self.x)
+            torch.mean(diff.square(), out=self.mse)
+            grad = torch.addcmul(self.grad_out, diff, self.scale)
+        out_params = list(module.out_conv.parameters())
+        core_params = list(module.core_conv.parameters())
+        in_params = list(module.in_conv.parameters())
+        g_second, *g_out = torch.autograd.grad(y, [second, *out_params], grad)
+        g_first, *g_core = torch.autograd.grad(b, [first, *core_params], g_second)
+        g_x, *g_in = torch.autograd.grad(a, [self.x, *in_params], g_first)
+        with torch.no_grad():
+            self.grad_in.copy_(g_x)
+        return [*g_in, *g_core, *g_out]
+
+    def _capture(self, module: Tucker2Conv) -> _CandidateGraphs:
+        first, second = self._inner(module)
+        for _ in range(WARMUP_PASSES):
+            self._backward(module, self._forward(module, first, second), first, second)
+        torch.cuda.synchronize(self.x.device)
+        params = list(module.parameters())
+        param_grads = [torch.empty_like(p) for p in params]  # outside the pool: they outlive the replay
+        pool = self.shared.pool(self.x.device)
+
+        forward = torch.cuda.CUDAGraph()
+        forward.capture_begin(pool=pool)
+        pieces = self._forward(module, first, second)
+        forward.capture_end()
+
+        backward = torch.cuda.CUDAGraph()
+        backward.capture_begin(pool=pool)
+        grads = self._backward(module, pieces, first, second)
+        with torch.no_grad():
+            torch._foreach_copy_(param_grads, grads)
+        backward.capture_end()
+        return _CandidateGraphs(forward, backward, param_grads)
+
+
+class _Replay(torch.autograd.Function):
+    """Autograd node around a candidate's captured forward and backward graphs.
+
+    The factors are inputs so that autograd accumulates their gradients as usual (and skips
+    them when only ``alpha``'s gradient is asked for). The gradients handed back are fresh
+    copies of the backward graph's outputs, made by one multi-tensor kernel: the graphs
+    overwrite their outputs on the next replay (the input gradient is shared with other
+    layers), and autograd may keep what it is given (as a ``.grad``, or to accumulate into
+    in place).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, replay: LayerReplay, graphs: _CandidateGraphs, x: torch.Tensor,
+                *params: torch.Tensor) -> torch.Tensor:
+        replay.x.copy_(x)
+        graphs.forward.replay()
+        ctx.replay, ctx.graphs = replay, graphs
+        return replay.out.detach()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        replay, graphs = ctx.replay, ctx.graphs
+        replay.grad_out.copy_(grad)
+        graphs.backward.replay()
+        grads = torch._foreach_mul([replay.grad_in, *graphs.param_grads], 1.0)
+        return (None, None, *grads)
+
+
+def graph_pool_bytes(device: torch.device | str | int | None = None) -> int:
+    """Bytes the caching allocator holds in private (CUDA-graph) pools on ``device``.
+
+    ``torch.cuda.max_memory_allocated`` does not see them once capture is over: what a
+    graph allocated is free to the allocator but reserved for the graph's replays.
+    """
+    index = torch.cuda._utils._get_device_index(device, optional=True)
+    return sum(seg["total_size"] for seg in torch.cuda.memory_snapshot()
+               if seg["device"] == index and tuple(seg.get("segment_pool_id", (0, 0))) != (0, 0))
