@@ -122,6 +122,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--penalty", choices=("paper", "hinge"), default="hinge",
                    help="hardware factor (E/budget)^theta only above the budget (hinge, default) "
                         "or always, as in the HALOC paper (paper)")
+    s.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, run the sampled candidates eagerly instead of replaying CUDA graphs "
+                        "(same arithmetic, more host work per step)")
 
 
 # ---------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def _search(args: argparse.Namespace, out: Path, metric: str, budget_text: str, 
                        lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
                        tau=args.tau, penalty=args.penalty, arch_steps=args.arch_steps, decode=args.decode,
                        budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, cuda_graphs=not args.no_cuda_graphs)
     if not dist_rank:
         write_yaml_atomic(out / "config.yaml", pipeline.run_config(
             "search", args, data=data, table=table, table_path=table_path, base_info=base_info, metric=metric,
