@@ -207,7 +207,7 @@ def test_search_with_graphs_matches_eager_search(tmp_path):
         supernet = Supernet(model, cands)
         plan = HalocSearch(cfg).run(supernet, data, lookup, tmp_path / str(graphs))
         results.append((plan.ranks, supernet))
-        assert all(layer.replay is None for layer in supernet.choice_layers().values())  # released at the end
+    assert _captured(supernet) == _n_candidates(supernet)  # kept for a further run
     (ranks_e, net_e), (ranks_g, net_g) = results
     for (name, p_e), p_g in zip(net_e.named_parameters(), net_g.parameters()):  # weights and alphas
         _assert_close(p_g, p_e, name, rel=1e-4)
@@ -229,6 +229,12 @@ def test_replay_never_runs_on_cpu_and_copies_run_eagerly():
     assert _captured(net) == 0
     clone = copy.deepcopy(net)
     assert all(layer.replay is None for layer in clone.choice_layers().values())
+    replays = [layer.replay for layer in net.choice_layers().values()]
+    net.use_cuda_graphs(True)  # on again keeps what was captured
+    assert [layer.replay for layer in net.choice_layers().values()] == replays
+    net.to(torch.float64)  # moving or casting drops the graphs, which hold the old tensors
+    assert all(layer.replay is None for layer in net.choice_layers().values())
+    net.use_cuda_graphs(True)
     net.use_cuda_graphs(False)
     assert all(layer.replay is None for layer in net.choice_layers().values())
 

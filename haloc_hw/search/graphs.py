@@ -14,14 +14,15 @@ added to the incoming gradient, and that MSE for the report). All of a layer's c
 are captured the first time the layer replays. A step then costs the host two copies and
 two graph launches per layer.
 
-Memory: what a candidate keeps between its forward and backward (its input and two inner
-activations) lives in static tensors of the layer, sized for its largest candidate and
-shared by all its candidates. Sharing is safe because a step runs one candidate per layer,
-and another candidate of that layer runs only after this one's backward. Everything else a
-graph allocates is dead when the replay ends, so all graphs share one memory pool. The
-incoming and input gradients are used only during a backward replay, so layers of one shape
-share them. A layer therefore holds four activations (input, two inner ones, output), about
-what its eager candidate holds.
+Memory: the backward graph recomputes the candidate's forward from the layer's static input
+(a candidate's three convolutions, GPU time the host-bound step has to spare), so between
+the two graphs a layer keeps only its input and output, in static tensors shared by all its
+candidates: a step runs one candidate per layer, and another candidate of that layer runs
+only after this one's backward. Everything else a graph allocates is dead when its replay
+ends, so all graphs share one memory pool. The incoming and input gradients are used only
+during a backward replay, so layers of one shape share them, and the factors' gradients go
+through one scratch tensor. A layer therefore holds less than its eager candidate, which
+keeps two inner activations and the feature-map difference as well.
 
 The replay path is used only inside the windows the search loop opens around each step
 (:meth:`~haloc_hw.search.supernet.Supernet.replay_window`): at most one forward per layer
@@ -50,16 +51,32 @@ WARMUP_PASSES = 1
 
 
 class SharedReplayMemory:
-    """What all layers' replays share: gradient tensors by shape, the graphs' pool, the capture stream.
+    """What all layers' replays share: gradient tensors, the graphs' pool, the capture stream.
 
+    ``max_params`` is the largest number of factor elements of any candidate: the backward
+    graphs write the factors' gradients into one scratch tensor of that size, which is
+    copied out after every replay (one per candidate would double the supernet's memory).
     All captures run on one stream because the caching allocator reuses a freed block only
     for the stream it was allocated on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_params: int) -> None:
+        self.max_params = max_params
         self._tensors: dict[tuple[Any, ...], torch.Tensor] = {}
         self._pools: dict[torch.device, Any] = {}
         self._streams: dict[torch.device, torch.cuda.Stream] = {}
+
+    def param_grads(self, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Views of the gradient scratch shaped like ``params``."""
+        key = ("param_grads", params[0].dtype, params[0].device)
+        if key not in self._tensors:
+            self._tensors[key] = params[0].new_zeros(self.max_params)
+        scratch = self._tensors[key]
+        out, offset = [], 0
+        for p in params:
+            out.append(scratch[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return out
 
     def tensor(self, like: torch.Tensor) -> torch.Tensor:
         key = (tuple(like.shape), like.dtype, like.device)
@@ -82,7 +99,7 @@ class SharedReplayMemory:
 class _CandidateGraphs:
     forward: torch.cuda.CUDAGraph
     backward: torch.cuda.CUDAGraph
-    param_grads: list[torch.Tensor]  # written by the backward graph, in module.parameters() order
+    param_grads: list[torch.Tensor]  # written by the backward graph, in module.parameters() order (shared)
 
 
 class LayerReplay:
@@ -100,6 +117,8 @@ class LayerReplay:
         self.armed = False
         self.graphs: dict[int, _CandidateGraphs] = {}
         self.shape: tuple[int, ...] | None = None
+        # the backward graph recomputes the forward, which must give the same result and change
+        # no state: true of Tucker2Conv's three convolutions, not of any module a factory may build
         self.supported = all(isinstance(c, Tucker2Conv) for c in choices)
         if not self.supported:
             log.info("%s: candidates are not all Tucker2Conv modules, so they run eagerly", original)
@@ -125,13 +144,6 @@ class LayerReplay:
         self.x = torch.zeros_like(x).requires_grad_()
         with torch.no_grad():
             out = self.original(self.x)
-        n, _, h, w = x.shape
-        self.out_hw = tuple(out.shape[2:])
-        r1 = max(c.ranks[0] for c in self.choices)
-        r2 = max(c.ranks[1] for c in self.choices)
-        # the inner activations of every candidate: views of the first elements
-        self.inner_in = x.new_zeros(n * r2 * h * w)  # in_conv output, r2 channels
-        self.inner_out = x.new_zeros(n * r1 * out.shape[2] * out.shape[3])  # core_conv output, r1 channels
         self.out = torch.zeros_like(out)
         self.mse = out.new_zeros(())
         self.grad_out = self.shared.tensor(out)
@@ -159,70 +171,47 @@ class LayerReplay:
         torch.cuda.current_stream(device).wait_stream(side)
         log.debug("captured %d candidates of %s for input %s", len(self.choices), self.original, self.shape)
 
-    def _inner(self, module: Tucker2Conv) -> tuple[torch.Tensor, torch.Tensor]:
-        """Leaves over the static inner activations, shaped for ``module``'s ranks."""
-        r1, r2 = module.ranks
-        n, _, h, w = self.shape  # type: ignore[misc]
-        ho, wo = self.out_hw
-        first = self.inner_in[: n * r2 * h * w].view(n, r2, h, w)
-        second = self.inner_out[: n * r1 * ho * wo].view(n, r1, ho, wo)
-        return first.detach().requires_grad_(), second.detach().requires_grad_()
+    def _forward(self, module: nn.Module) -> None:
+        """The candidate's output, without autograd: nothing of it is kept for the backward."""
+        with torch.no_grad():
+            self.out.copy_(module(self.x))
 
-    def _forward(self, module: Tucker2Conv, first: torch.Tensor,
-                 second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The candidate's three convolutions, each reading its input from a static tensor.
+    def _backward(self, module: nn.Module) -> list[torch.Tensor]:
+        """Input gradient (into ``grad_in``) and the factors' gradients, in ``module.parameters()`` order.
 
-        Autograd then saves static tensors only, and the convolutions' own outputs are
-        temporaries; the three pieces are chained by hand in :meth:`_backward`.
+        The forward pass is recomputed here, from the static input, so that only the input
+        and the output stay in memory between the two graphs; the recomputation costs the
+        GPU a candidate's forward and the host nothing.
         """
-        a = module.in_conv(self.x)
         with torch.no_grad():
-            first.copy_(a)
-        b = module.core_conv(first)
+            miss = self.original(self.x).sub_(self.out)  # target - output, computed in place
+            torch.div(torch.linalg.vector_norm(miss).square(), miss.numel(), out=self.mse)
+            grad = torch.addcmul(self.grad_out, miss, self.scale, value=-1.0)
+            del miss
+        grads = torch.autograd.grad(module(self.x), [self.x, *module.parameters()], grad)
         with torch.no_grad():
-            second.copy_(b)
-        y = module.out_conv(second)
-        with torch.no_grad():
-            self.out.copy_(y)
-        return a, b, y
+            self.grad_in.copy_(grads[0])
+        return list(grads[1:])
 
-    def _backward(self, module: Tucker2Conv, pieces: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                  first: torch.Tensor, second: torch.Tensor) -> list[torch.Tensor]:
-        """Input gradient (into ``grad_in``) and the factors' gradients, in ``module.parameters()`` order."""
-        a, b, y = pieces
-        with torch.no_grad():
-            diff = self.out - self.original(self.x)
-            torch.mean(diff.square(), out=self.mse)
-            grad = torch.addcmul(self.grad_out, diff, self.scale)
-        out_params = list(module.out_conv.parameters())
-        core_params = list(module.core_conv.parameters())
-        in_params = list(module.in_conv.parameters())
-        g_second, *g_out = torch.autograd.grad(y, [second, *out_params], grad)
-        g_first, *g_core = torch.autograd.grad(b, [first, *core_params], g_second)
-        g_x, *g_in = torch.autograd.grad(a, [self.x, *in_params], g_first)
-        with torch.no_grad():
-            self.grad_in.copy_(g_x)
-        return [*g_in, *g_core, *g_out]
-
-    def _capture(self, module: Tucker2Conv) -> _CandidateGraphs:
-        first, second = self._inner(module)
+    def _capture(self, module: nn.Module) -> _CandidateGraphs:
         for _ in range(WARMUP_PASSES):
-            self._backward(module, self._forward(module, first, second), first, second)
+            self._forward(module)
+            self._backward(module)
         torch.cuda.synchronize(self.x.device)
-        params = list(module.parameters())
-        param_grads = [torch.empty_like(p) for p in params]  # outside the pool: they outlive the replay
+        param_grads = self.shared.param_grads(list(module.parameters()))
         pool = self.shared.pool(self.x.device)
 
         forward = torch.cuda.CUDAGraph()
         forward.capture_begin(pool=pool)
-        pieces = self._forward(module, first, second)
+        self._forward(module)
         forward.capture_end()
 
         backward = torch.cuda.CUDAGraph()
         backward.capture_begin(pool=pool)
-        grads = self._backward(module, pieces, first, second)
+        grads = self._backward(module)
         with torch.no_grad():
             torch._foreach_copy_(param_grads, grads)
+        del grads
         backward.capture_end()
         return _CandidateGraphs(forward, backward, param_grads)
 

@@ -197,6 +197,8 @@ class HalocSearch:
         dist_on = _dist_on()
         is_main = not dist_on or torch.distributed.get_rank() == 0
         device = torch.device(cfg.device)
+        if device.type == "cuda" and device.index is None:  # "cuda" is the current device, as tensors name it
+            device = torch.device("cuda", torch.cuda.current_device())
         candidates = supernet.candidates()
         if not candidates:
             raise HalocError("the model has no decomposable layer to search", key="candidates",
@@ -211,7 +213,8 @@ class HalocSearch:
                  len(names), budget.describe(), epsilon, cost_range.original, cost_range.minimum, cost_range.maximum,
                  len(supernet.skipped))
 
-        supernet.to(device)
+        if any(t.device != device for t in (*supernet.parameters(), *supernet.buffers())):
+            supernet.to(device)  # only when needed: moving drops the CUDA graphs of an earlier run
         torch.manual_seed(cfg.seed)
         opt_w = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.lr_w, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
@@ -251,36 +254,33 @@ class HalocSearch:
             weight_model = DDP(supernet, device_ids=ids, find_unused_parameters=True)
 
         graphs_on = cfg.cuda_graphs and device.type == "cuda" and not dist_on
-        supernet.use_cuda_graphs(graphs_on)
-        try:
-            for epoch in range(start, cfg.epochs):
-                for loader in loaders:
-                    _set_epoch(loader, epoch)
-                t0 = time.perf_counter()
-                stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
-                stats["seconds"] = time.perf_counter() - t0
-                if graphs_on:  # reserved for the replays, invisible to torch.cuda.max_memory_allocated
-                    stats["graph_pool_bytes"] = graph_pool_bytes(device)
-                probs = supernet.probabilities()
-                stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
-                picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
-                stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
-                with torch.no_grad():
-                    soft = torch.softmax(alphas.padded(), dim=1)
-                    stats["expected_cost"] = float(alphas.expected_cost(soft))
-                    onehot = F.one_hot(torch.tensor([picks[n] for n in names]), soft.shape[1]).to(soft)
-                    stats["argmax_cost"] = float(alphas.expected_cost(onehot))
-                history["epochs"].append(stats)
-                log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
-                         epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
-                         stats["expected_cost"], stats["argmax_cost"], epsilon)
-                if is_main:
-                    self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
-                    write_json_atomic(out_dir / HISTORY_NAME, history)
-                if dist_on:
-                    torch.distributed.barrier()
-        finally:
-            supernet.use_cuda_graphs(False)
+        supernet.use_cuda_graphs(graphs_on)  # kept after the run, for the next one (off frees them)
+        for epoch in range(start, cfg.epochs):
+            for loader in loaders:
+                _set_epoch(loader, epoch)
+            t0 = time.perf_counter()
+            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
+            stats["seconds"] = time.perf_counter() - t0
+            if graphs_on:  # reserved for the replays, invisible to torch.cuda.max_memory_allocated
+                stats["graph_pool_bytes"] = graph_pool_bytes(device)
+            probs = supernet.probabilities()
+            stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
+            picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
+            stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
+            with torch.no_grad():
+                soft = torch.softmax(alphas.padded(), dim=1)
+                stats["expected_cost"] = float(alphas.expected_cost(soft))
+                onehot = F.one_hot(torch.tensor([picks[n] for n in names]), soft.shape[1]).to(soft)
+                stats["argmax_cost"] = float(alphas.expected_cost(onehot))
+            history["epochs"].append(stats)
+            log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
+                     epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
+                     stats["expected_cost"], stats["argmax_cost"], epsilon)
+            if is_main:
+                self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
+                write_json_atomic(out_dir / HISTORY_NAME, history)
+            if dist_on:
+                torch.distributed.barrier()
 
         probs = supernet.probabilities()
         plan = make_plan(

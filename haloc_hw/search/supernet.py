@@ -221,12 +221,28 @@ class Supernet(nn.Module):
     def use_cuda_graphs(self, on: bool) -> None:
         """Replay each sampled candidate from CUDA graphs inside :meth:`replay_window` (see :mod:`.graphs`).
 
-        Off drops every captured graph and its memory. A layer captures all its candidates
-        the first time it replays; the module must not move (``.to``) while graphs exist.
+        A layer captures all its candidates the first time it replays, and keeps them while
+        this stays on (turning it on again keeps them). Off, or moving the module (``.to``,
+        ``.cuda``, ...), drops every graph and frees its memory.
         """
-        shared = SharedReplayMemory()
-        for layer in self.choice_layers().values():
-            layer.replay = LayerReplay(layer.original, layer.choices, shared) if on else None
+        layers = self.choice_layers().values()
+        if not on:
+            captured = any(layer.replay is not None and layer.replay.graphs for layer in layers)
+            for layer in layers:
+                layer.replay = None
+            if captured:  # the pool of destroyed graphs is reserved until the cache is emptied
+                torch.cuda.empty_cache()
+            return
+        if all(layer.replay is not None for layer in layers):
+            return
+        shared = SharedReplayMemory(max(sum(p.numel() for p in c.parameters()) for layer in layers for c in layer.choices))
+        for layer in layers:
+            layer.replay = LayerReplay(layer.original, layer.choices, shared)
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Moving or casting the tensors (``.to`` and friends) drops the graphs, which hold the old ones."""
+        self.use_cuda_graphs(False)
+        return super()._apply(fn, *args, **kwargs)
 
     @contextmanager
     def replay_window(self) -> Iterator[None]:
