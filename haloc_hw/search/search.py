@@ -19,16 +19,21 @@ one, DARTS's alternation).
     gradients are computed or touched.
 
 Speed: on a GPU a small network's step is bound by the host issuing kernels (a cuDNN
-convolution costs the host 50-110 us forward or backward, many times its GPU time for
-ResNet-20), so the bookkeeping of the architecture parameters is batched over layers
+convolution costs the host 35-60 us forward and about twice that backward, many times its
+GPU time for ResNet-20). So each sampled candidate is replayed from CUDA graphs (two launches
+per layer and pass instead of about ten cuDNN calls, :mod:`haloc_hw.search.graphs`,
+``cuda_graphs``), the bookkeeping of the architecture parameters is batched over layers
 (:class:`~haloc_hw.search.alphas.AlphaMatrix`), candidates are drawn on the host from a copy
-of alpha refreshed once per architecture step, the feature-map loss enters as gradient hooks
-rather than loss nodes, and the losses stay on the device between checks (``check_every``).
+of p refreshed once per architecture step, the eager feature-map loss enters as gradient
+hooks rather than loss nodes, every momentum buffer exists from the start (so SGD's update
+stays multi-tensor), and the losses stay on the device between checks (``check_every``).
 
-Memory: each step holds one candidate's activations per layer (plus the detached original
-output in the weight step, the second candidate's output in the architecture step), so peak
-memory stays within a small multiple of a plain training
-step; ``tests/test_search_memory.py`` checks the bound of 3x on CPU.
+Memory: each step holds one candidate's activations per layer (plus the original conv's
+output difference in the eager weight step, the second candidate's output in the
+architecture step; with CUDA graphs, each layer's static input and output instead, and one
+pool for the graphs' temporaries), so peak memory stays within a small multiple of a plain
+training step; ``tests/test_search_memory.py`` checks the bound of 3x on CPU and, eager and
+with graphs, on CUDA.
 
 Checkpoints (``search_checkpoint.pt``, written atomically after every epoch) hold the
 supernet, both optimisers, every random generator the loop and the data loaders draw from,
@@ -40,6 +45,7 @@ Distributed: under ``torch.distributed`` (torchrun, NCCL or gloo) the weight ste
 through ``DistributedDataParallel`` (alpha excluded from it); alpha gradients are
 all-reduced by hand so every rank keeps identical alpha; candidate sampling uses a generator
 seeded identically on every rank, so all ranks run the same paths on different data.
+The candidates run eagerly there (DDP's gradient hooks need autograd to see every factor).
 """
 
 from __future__ import annotations
@@ -116,8 +122,10 @@ class SearchConfig:
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
     ``cuda_graphs``: on a CUDA device (not under ``torch.distributed``), replay each sampled
-    candidate from CUDA graphs captured on its first use (:mod:`haloc_hw.search.graphs`); the
-    same arithmetic with far less host work per step.
+    candidate from CUDA graphs (:mod:`haloc_hw.search.graphs`): the same arithmetic with far
+    less host work per step, for some memory. H100, batch 256: ResNet-20's search epoch
+    1.57x a plain epoch with them, 2.21x without, at 2.5x and 1.8x a plain step's memory;
+    VGG-16 1.87x and 2.51x, at 3.4x and 2.4x (docs/RESULTS.md section 5).
     """
 
     epochs: int = 10
@@ -190,7 +198,9 @@ class HalocSearch:
         """Search, write ``ranks.json`` / ``search_history.json`` to ``out_dir``, return the plan.
 
         ``data`` needs ``.train`` and ``.val`` loaders (``DataBundle``); without ``.val`` the
-        architecture steps use the training loader.
+        architecture steps use the training loader. With ``cuda_graphs`` the supernet keeps
+        its captured graphs after the run, for a further one; ``supernet.use_cuda_graphs(False)``
+        (or deleting it) frees them.
         """
         cfg = self.cfg
         out_dir = Path(out_dir)

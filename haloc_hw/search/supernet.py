@@ -22,6 +22,10 @@ the model is needed. The gradient of ``weight * MSE(candidate output, target)`` 
 the output's gradient by a hook (``2 * weight / N * (out - target)``, what autograd would
 compute for the loss term) instead of building a loss node per layer: the same gradients
 with fewer kernels and autograd nodes, which matters when launches bound the step.
+
+On a GPU, :meth:`Supernet.use_cuda_graphs` replays the sampled candidate of each layer from
+CUDA graphs instead (inside :meth:`Supernet.replay_window`, see :mod:`haloc_hw.search.graphs`);
+the target, the MSE and its gradient are then part of the captured backward.
 """
 
 from __future__ import annotations
