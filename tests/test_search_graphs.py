@@ -8,6 +8,7 @@ memory pool. The CPU tests check that replay stays out of the way where it canno
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def _weight_grads(net: Supernet, paths: dict[str, int], x, y, window: bool):
     net.zero_grad(set_to_none=True)
     net.set_paths(paths)
     net.track_targets(True, 0.5)
-    ctx = net.replay_window() if window else _nothing()
+    ctx = net.replay_window() if window else nullcontext()
     with ctx:
         out = net(x)
         F.cross_entropy(out, y).backward()
@@ -83,14 +84,6 @@ def _weight_grads(net: Supernet, paths: dict[str, int], x, y, window: bool):
     net.track_targets(False)
     grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     return out.detach(), mse, grads
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: float = 1e-5) -> None:
@@ -105,6 +98,14 @@ def _assert_grads_equal(a: dict, b: dict) -> None:
         _assert_close(a[name], b[name], name)
 
 
+def _graphed_and_eager(device: str) -> tuple[Supernet, Supernet]:
+    """A supernet that replays CUDA graphs, and an eager copy of it with the same weights."""
+    net = _supernet(device)
+    ref = copy.deepcopy(net)
+    net.use_cuda_graphs(True)
+    return net, ref
+
+
 def _n_candidates(net: Supernet) -> int:
     return sum(len(c) for c in net.candidates().values())
 
@@ -117,13 +118,11 @@ def _captured(net: Supernet) -> int:
 @pytest.mark.gpu
 @cuda
 def test_weight_steps_replayed_equal_eager_while_candidates_switch():
-    net = _supernet("cuda")
-    ref = copy.deepcopy(net)
-    net.use_cuda_graphs(True)
+    net, ref = _graphed_and_eager("cuda")
     x, y = _batch("cuda")
     first, second = _paths(net, 1), _paths(net, 2)
     assert first != second
-    for step, paths in enumerate((first, second, first, second)):
+    for paths in (first, second, first, second):
         out_e, mse_e, grads_e = _weight_grads(ref, paths, x, y, window=False)
         out_g, mse_g, grads_g = _weight_grads(net, paths, x, y, window=True)
         _assert_close(out_g, out_e, "logits")
@@ -136,9 +135,7 @@ def test_weight_steps_replayed_equal_eager_while_candidates_switch():
 @pytest.mark.gpu
 @cuda
 def test_arch_step_replayed_gives_eager_alpha_gradients():
-    net = _supernet("cuda")
-    ref = copy.deepcopy(net)
-    net.use_cuda_graphs(True)
+    net, ref = _graphed_and_eager("cuda")
     x, y = _batch("cuda", seed=3)
     for model in (ref, net):
         with torch.no_grad():
@@ -152,7 +149,7 @@ def test_arch_step_replayed_gives_eager_alpha_gradients():
             i, j = picks[name], others[name]
             other = (j, p[j] - p[j].detach()) if j != i else (None, None)
             layer.set_gumbel(i, p[i] / p[i].detach(), *other)
-        with model.replay_window() if window else _nothing():
+        with model.replay_window() if window else nullcontext():
             loss = F.cross_entropy(model(x), y)
             grads = torch.autograd.grad(loss, model.arch_parameters())
         model.set_paths(None)
@@ -168,15 +165,13 @@ def test_arch_step_replayed_gives_eager_alpha_gradients():
 @pytest.mark.gpu
 @cuda
 def test_second_forward_in_a_window_and_other_shapes_run_eagerly():
-    net = _supernet("cuda")
-    ref = copy.deepcopy(net)
-    net.use_cuda_graphs(True)
+    net, ref = _graphed_and_eager("cuda")
     paths = _paths(net, 6)
     x, _ = _batch("cuda")
     for model, window in ((ref, False), (net, True)):
         model.set_paths(paths)
         model.zero_grad(set_to_none=True)
-        with model.replay_window() if window else _nothing():
+        with model.replay_window() if window else nullcontext():
             (model(x).square().sum() + model(2 * x).square().sum()).backward()
     _assert_grads_equal({n: p.grad for n, p in net.named_parameters() if p.grad is not None},
                         {n: p.grad for n, p in ref.named_parameters() if p.grad is not None})
@@ -214,11 +209,29 @@ def test_search_with_graphs_matches_eager_search(tmp_path):
     assert ranks_g == ranks_e
 
 
+@pytest.mark.gpu
+@cuda
+def test_an_in_place_change_of_a_replayed_output_is_refused():
+    from torch import nn
+
+    from haloc_hw.errors import HalocError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(8 * 16 * 16, 10))
+    net = Supernet(model, {"0": [(4, 2), (8, 3)]}).cuda().train()
+    x, y = _batch("cuda")
+    net.set_paths({"0": 1})
+    F.cross_entropy(net(x), y).backward()  # eagerly: fine
+    net.use_cuda_graphs(True)
+    with pytest.raises(HalocError, match="in place"):
+        with net.replay_window():
+            F.cross_entropy(net(x), y).backward()
+
+
 # -- CPU: replay stays out of the way -----------------------------------------------------------
 def test_replay_never_runs_on_cpu_and_copies_run_eagerly():
-    net = _supernet("cpu")
-    ref = copy.deepcopy(net)
-    net.use_cuda_graphs(True)
+    net, ref = _graphed_and_eager("cpu")
     assert all(isinstance(layer.replay, LayerReplay) for layer in net.choice_layers().values())
     x, y = _batch("cpu")
     paths = _paths(net, 7)
