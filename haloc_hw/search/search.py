@@ -45,7 +45,7 @@ Distributed: under ``torch.distributed`` (torchrun, NCCL or gloo) the weight ste
 through ``DistributedDataParallel`` (alpha excluded from it); alpha gradients are
 all-reduced by hand so every rank keeps identical alpha; candidate sampling uses a generator
 seeded identically on every rank, so all ranks run the same paths on different data.
-The candidates run eagerly there (DDP's gradient hooks need autograd to see every factor).
+The candidates run eagerly there: the CUDA-graph replay is made and tested for one process.
 """
 
 from __future__ import annotations
