@@ -117,15 +117,11 @@ def test_search_steps_hold_at_most_3x_a_plain_step_cpu():
 
 
 def _capture_every_candidate(supernet) -> None:
-    """Replay every candidate once, so that every graph and pool exists before measuring."""
-    x = torch.randn(BATCH, *INPUT, device="cuda")
-    widest = max(len(c) for c in supernet.candidates().values())
-    for k in range(widest):
-        supernet.set_paths({n: min(k, len(c) - 1) for n, c in supernet.candidates().items()})
-        with supernet.replay_window():
-            supernet(x).sum().backward()
-    supernet.set_paths(None)
+    """One replayed step: each layer captures all its candidates, so every graph and pool exists."""
+    with supernet.replay_window():
+        supernet(torch.randn(BATCH, *INPUT, device="cuda")).sum().backward()
     supernet.zero_grad(set_to_none=True)
+    assert all(len(layer.replay.graphs) == len(layer.candidates) for layer in supernet.choice_layers().values())
 
 
 @pytest.mark.gpu
