@@ -40,31 +40,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from haloc_hw.data import build_data  # noqa: E402
-from haloc_hw.decompose import rank_candidates  # noqa: E402
 from haloc_hw.models import build_model  # noqa: E402
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet  # noqa: E402
+from haloc_hw.search.budget import MacsCosts  # noqa: E402
 from haloc_hw.search.search import ARCH_STEPS  # noqa: E402
-from haloc_hw.workload import extract_shapes, tucker2_triple  # noqa: E402
-
-
-class MacsCosts:
-    """CostLookup priced by MACs (every metric): enough to drive the search for timing."""
-
-    def __init__(self, layers) -> None:
-        self.info = {layer.name: layer for layer in layers}
-
-    def layers(self):
-        return list(self.info)
-
-    def candidates(self, layer):
-        info = self.info[layer]
-        return rank_candidates(info.shape) if info.decomposable else []
-
-    def cost(self, layer, r1, r2, metric):
-        return float(sum(s.macs for s in tucker2_triple(self.info[layer].shape, r1, r2)))
-
-    def original_cost(self, layer, metric):
-        return float(self.info[layer].shape.macs)
+from haloc_hw.workload import extract_shapes  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

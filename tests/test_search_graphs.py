@@ -18,8 +18,9 @@ from haloc_hw.data import build_data
 from haloc_hw.decompose import rank_candidates
 from haloc_hw.models import build_model
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet
+from haloc_hw.search.budget import MacsCosts
 from haloc_hw.search.graphs import LayerReplay
-from haloc_hw.workload import extract_shapes, tucker2_triple
+from haloc_hw.workload import extract_shapes
 
 INPUT = (3, 16, 16)
 BATCH = 16
@@ -33,25 +34,6 @@ def _deterministic_cudnn():
     torch.backends.cudnn.deterministic = True
     yield
     torch.backends.cudnn.deterministic = before
-
-
-class _MacsCosts:
-    """A CostLookup priced by MACs (every metric)."""
-
-    def __init__(self, model) -> None:
-        self.info = {i.name: i for i in extract_shapes(model, INPUT)}
-
-    def layers(self):
-        return list(self.info)
-
-    def candidates(self, layer):
-        return rank_candidates(self.info[layer].shape) if self.info[layer].decomposable else []
-
-    def cost(self, layer, r1, r2, metric):
-        return float(sum(s.macs for s in tucker2_triple(self.info[layer].shape, r1, r2)))
-
-    def original_cost(self, layer, metric):
-        return float(self.info[layer].shape.macs)
 
 
 def _supernet(device: str) -> Supernet:
@@ -191,7 +173,7 @@ def test_second_forward_in_a_window_and_other_shapes_run_eagerly():
 def test_search_with_graphs_matches_eager_search(tmp_path):
     torch.manual_seed(0)
     model = build_model("resnet20", num_classes=10, in_channels=INPUT[0])
-    lookup = _MacsCosts(model)
+    lookup = MacsCosts(extract_shapes(model, INPUT))
     data = build_data("synthetic", None, batch_size=BATCH, val_fraction=0.25, seed=0, subset=8 * BATCH,
                       input_size=INPUT, num_classes=10, augment=False, device=torch.device("cuda"))
     cands = {n: lookup.candidates(n) for n in lookup.layers() if lookup.candidates(n)}

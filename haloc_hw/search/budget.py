@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from haloc_hw.decompose.ranks import rank_candidates
 from haloc_hw.errors import HalocError
+from haloc_hw.workload import tucker2_triple
 
 Rank = tuple[int, int]
 
@@ -58,6 +60,30 @@ class CostLookup(Protocol):
     def original_cost(self, layer: str, metric: str) -> float:
         """Cost of the undecomposed layer."""
         ...
+
+
+class MacsCosts:
+    """A :class:`CostLookup` that prices every metric by MACs, from ``extract_shapes`` layers.
+
+    No hardware in it: enough to drive the search where only its mechanics matter (timing
+    benchmarks, tests), with the rank candidates ``haloc-hw search`` would build.
+    """
+
+    def __init__(self, layers: Sequence[Any]) -> None:
+        self.info = {layer.name: layer for layer in layers}
+
+    def layers(self) -> list[str]:
+        return list(self.info)
+
+    def candidates(self, layer: str) -> list[Rank]:
+        info = self.info[layer]
+        return rank_candidates(info.shape) if info.decomposable else []
+
+    def cost(self, layer: str, r1: int, r2: int, metric: str) -> float:
+        return float(sum(s.macs for s in tucker2_triple(self.info[layer].shape, r1, r2)))
+
+    def original_cost(self, layer: str, metric: str) -> float:
+        return float(self.info[layer].shape.macs)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class LayerReplay:
         self._scale_value = 0.0
 
     def __call__(self, index: int, x: torch.Tensor, weight: float) -> torch.Tensor:
-        """Candidate ``index``'s output for ``x``; its backward adds the gradient of ``weight * MSE(output, target)``."""
+        """Candidate ``index``'s output for ``x``; its backward adds the gradient of ``weight * MSE(out, target)``."""
         if not self.graphs:
             self._capture_all()
         scale = 2.0 * weight / self.out.numel()
@@ -260,8 +260,7 @@ def graph_pool_bytes(device: torch.device | str | int | None = None) -> int:
     ``torch.cuda.max_memory_allocated`` does not see them once capture is over: what a
     graph allocated is free to the allocator but reserved for the graph's replays.
     """
-    index = torch.device("cuda", device).index if isinstance(device, int) else (
-        torch.device(device).index if device is not None else None)
+    index = device if isinstance(device, int) else None if device is None else torch.device(device).index
     if index is None:
         index = torch.cuda.current_device()
     return sum(seg["total_size"] for seg in torch.cuda.memory_snapshot()

@@ -239,7 +239,8 @@ class Supernet(nn.Module):
             return
         if all(layer.replay is not None for layer in layers):
             return
-        shared = SharedReplayMemory(max(sum(p.numel() for p in c.parameters()) for layer in layers for c in layer.choices))
+        largest = max(sum(p.numel() for p in c.parameters()) for layer in layers for c in layer.choices)
+        shared = SharedReplayMemory(largest)
         for layer in layers:
             layer.replay = LayerReplay(layer.original, layer.choices, shared)
 
