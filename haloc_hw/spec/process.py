@@ -37,6 +37,10 @@ from haloc_hw.spec.yamltags import TaggedNode
 
 log = logging.getLogger(__name__)
 
+# Processed nodes remember where they were written (dropped nodes shift the indices), so
+# the loader's messages name the key in the user's file.
+SOURCE_KEY = "__source_key"
+
 STORAGE_WORDS = ("dram", "sram", "regfile", "smartbuffer", "storage", "buffer")
 COMPUTE_WORDS = ("mac", "compute")
 NETWORK_CLASSES = ("XY_NoC", "Legacy", "ReductionTree", "SimpleMulticast")
@@ -208,7 +212,7 @@ class _Walker:
                 if unknown:
                     raise HalocError(f"unknown key(s) {', '.join(sorted(unknown))} on !{node.tag}", file=self.file, key=nkey, fix="a branch only has 'nodes'")
                 children = self.walk(node.body.get("nodes") or [], f"{nkey}.nodes", in_parallel or node.tag == "Parallel")
-                out.append(TaggedNode(tag=node.tag, body={"nodes": children}, line=node.line))
+                out.append(TaggedNode(tag=node.tag, body={"nodes": children, SOURCE_KEY: nkey}, line=node.line))
                 continue
             processed = self._leaf(node, nkey, in_parallel)
             if processed is not None:
@@ -249,7 +253,7 @@ class _Walker:
             raise HalocError(f"component '{name}' with a fan-out inside !Parallel", file=self.file, key=f"{key}.spatial", fix="move the fan-out to a !Container above the !Parallel")
         check_component_dense(body, attrs, cls, file=self.file, key=key)
         cons = check_constraint_group(body.get("constraints"), file=self.file, key=f"{key}.constraints")
-        new_body: dict[str, Any] = {"name": name, "attributes": _plain(attrs)}
+        new_body: dict[str, Any] = {"name": name, "attributes": _plain(attrs), SOURCE_KEY: key}
         if spatial is not None:
             new_body["spatial"] = spatial
         if cons:
