@@ -458,3 +458,44 @@ def test_cli_bad_template_is_exit_2_one_line_nothing_written(tmp_path: Path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("haloc-hw: error:") and "\n" not in err and "arch_file" in err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------- constraint macros
+
+
+def _with_problem(tmp_path: Path, constraints: str) -> list[Path]:
+    arch = write(tmp_path, "a.yaml", SMALL.replace("CONSTRAINTS", constraints))
+    return [arch, DATA / "parts" / "problem.yaml"]
+
+
+def test_constraint_macros_expand_with_the_problem(tmp_path: Path) -> None:
+    files = _with_problem(tmp_path, "constraints: {dataspace: {keep_only: [Weights]}, temporal: {factors_only: [C=2], split: 2}}")
+    with pytest.raises(HalocError, match="temporal constraint 'split' is not modelled"):
+        load_design(files)
+    files = _with_problem(tmp_path, "constraints: {dataspace: {keep_only: [Weights]}, temporal: {factors_only: [C=2]}, spatial: {split: 1 + 1}}")
+    cons = {(d.target, d.type): d for d in load_design(files).constraints}
+    assert cons["rf", "datatype"].keep == ("Weights",) and set(cons["rf", "datatype"].bypass or ()) == {"Inputs", "Outputs"}
+    assert cons["rf", "temporal"].factors == {"C": 2, "M": 1, "R": 1, "S": 1, "N": 1, "P": 1, "Q": 1}
+    assert cons["rf", "spatial"].split == 2
+
+
+def test_dataspace_iteration_macros(tmp_path: Path) -> None:
+    files = _with_problem(tmp_path, "constraints: {temporal: {no_iteration_over_dataspaces: [Weights]}, dataspace: {bypass_only: ['*']}}")
+    cons = {(d.target, d.type): d for d in load_design(files).constraints}
+    assert cons["rf", "temporal"].factors == {"C": 1, "M": 1, "R": 1, "S": 1}
+    assert set(cons["rf", "datatype"].bypass or ()) == {"Weights", "Inputs", "Outputs"}
+    files = _with_problem(tmp_path, "constraints: {temporal: {must_iterate_over_dataspaces: [Outputs]}}")
+    cons = {(d.target, d.type): d for d in load_design(files).constraints}
+    assert cons["rf", "temporal"].factors == {"C": 1, "R": 1, "S": 1}
+    files = _with_problem(tmp_path, "constraints: {temporal: {factors: [C=4], no_iteration_over_dataspaces: [Weights]}}")
+    with pytest.raises(HalocError, match="sets C=1 but the factors say C=4"):
+        load_design(files)
+
+
+def test_macros_need_the_problem_and_maximize_dims_is_refused(tmp_path: Path) -> None:
+    arch = write(tmp_path, "a.yaml", SMALL.replace("CONSTRAINTS", "constraints: {temporal: {factors_only: [C=2]}}"))
+    with pytest.raises(HalocError, match="needs the problem"):
+        load_design([arch])
+    files = _with_problem(tmp_path, "constraints: {spatial: {maximize_dims: [[M, C]]}}")
+    with pytest.raises(HalocError, match="maximize_dims"):
+        load_design(files)
