@@ -10,6 +10,11 @@ block of ``block_size`` words):
 * update <- ``random_update``, else ``random_fill``, else ``write``
 * compute <- ``mac_random``, else ``mult_random``, ``mac``, ``mult``, ``compute``
 
+``leak`` (pJ per instance and cycle) is read as written (0 when absent) and priced by
+the cost model per level: ``leak * cycles * leaking instances`` (Timeloop's
+``BufferLevel::FinalizeBufferEnergy``). A ``leak`` on the arithmetic level is ignored, as
+Timeloop charges leakage to storage levels only.
+
 An op with no action gets the vector access energy = max over all actions / cluster size
 (also the value Timeloop prints). A ``vector_access_energy`` attribute on the level wins
 over the ERT. Tables that match no level are ignored (as in Timeloop), but an ERT that
@@ -38,6 +43,7 @@ READ_ACTIONS = ("random_read", "read")
 FILL_ACTIONS = ("random_fill", "write")
 UPDATE_ACTIONS = ("random_update", "random_fill", "write")
 COMPUTE_ACTIONS = ("mac_random", "mult_random", "mac", "mult", "compute")
+LEAK_ACTION = "leak"
 _RANGES = re.compile(r"\[[^\]]*\]")
 _USER_ENERGY_KEYS = ("vector-access-energy", "vector_access_energy")
 
@@ -124,7 +130,7 @@ def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
         actions = tables.get(lvl.name)
         if user is not None:
             e = _energy(user, file=arch.source or path, key=f"{lvl.name}.attributes.vector-access-energy")
-            storage[lvl.name] = ActionEnergy(e, e, e, e)
+            storage[lvl.name] = ActionEnergy(e, e, e, e, leak=(actions or {}).get(LEAK_ACTION, 0.0))
             matched_any = matched_any or actions is not None
             continue
         if actions is None:
@@ -141,6 +147,7 @@ def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
             fill=vector if fill is None else fill,
             update=vector if update is None else update,
             vector_access=vector,
+            leak=actions.get(LEAK_ACTION, 0.0),
         )
     compute = 0.0
     mac = tables.get(arch.arithmetic.name)

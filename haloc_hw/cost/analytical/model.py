@@ -35,7 +35,7 @@ from haloc_hw.cost.base import Cost
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Mapping
 from haloc_hw.spec.model import Architecture, EnergyTable, StorageLevel
-from haloc_hw.workload import ConvShape
+from haloc_hw.problem import Workload
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,12 @@ class LevelStats:
     cycles: int
     throttling: float
     dataspaces: dict[str, DataSpaceStats] = field(default_factory=dict)
+    leak_pJ: float = 0.0  # leakage of the whole level over the run (ERT ``leak``)
 
     @property
     def energy_pJ(self) -> float:
-        return float(sum(d.energy_pJ for d in self.dataspaces.values()))
+        """Access energy of the kept data spaces plus the level's leakage."""
+        return float(sum(d.energy_pJ for d in self.dataspaces.values())) + self.leak_pJ
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,17 @@ class Evaluation:
                 return lvl
         raise KeyError(name)
 
+    @property
+    def leak_pJ(self) -> float:
+        """Leakage energy of all storage levels (included in :attr:`energy_pJ`)."""
+        return float(sum(lvl.leak_pJ for lvl in self.levels))
+
     def to_json(self) -> dict[str, Any]:
         """Plain summary: totals and per level / data space reads, fills, updates, energy."""
         return {
             "cycles": self.cycles,
             "energy_pJ": self.energy_pJ,
+            "leak_pJ": self.leak_pJ,
             "computes": self.computes,
             "utilization": self.utilization,
             "mac_energy_pJ": self.mac_energy_pJ,
@@ -134,7 +142,7 @@ class BatchResult:
     ``valid`` is False where tiles overflow a buffer or the spatial factors do not fit the
     mesh. Cycles/energy are still computed for those rows, but without the (rare, per-row)
     link-transfer correction, so they are only indicative. ``tile_sizes`` is
-    ``(B, n_levels, 3)`` (levels outermost first, data spaces Weights/Inputs/Outputs,
+    ``(B, n_levels, n_spaces)`` (levels outermost first, data spaces in problem order,
     0 where a level bypasses) when requested.
     """
 
@@ -188,6 +196,36 @@ def _tile(ext: np.ndarray, axes: tuple[tuple[tuple[int, int], ...], ...]) -> np.
 def _partial(E: np.ndarray, Esz: np.ndarray, x: np.ndarray) -> np.ndarray:
     """New data when a box of extents E moves by x: |E| - overlap."""
     return Esz - np.prod(np.maximum(0, E - np.abs(x)), axis=1)
+
+
+def _utilized(keep: np.ndarray, inst: list[np.ndarray], s: int) -> np.ndarray:
+    """Timeloop's max over data spaces of utilized instances, at least 1 (0 for a bypassed one)."""
+    return inst[s] if bool(keep[s].any()) else np.ones_like(inst[s])
+
+
+def leak_instances(levels: list[StorageLevel], keep: np.ndarray, inst: list[np.ndarray], s: int) -> np.ndarray:
+    """Instances of level ``s`` (innermost = 0) that leak in every cycle.
+
+    Timeloop (``BufferLevel::ComputeLeaksPerCycle``): the utilized instances (max over data
+    spaces, at least 1), unused instances being power-gated individually. With a
+    ``power_gated_at`` attribute naming another level, instances are gated in groups of
+    ``instances / that level's instances``; when a group holds more than one instance, every
+    instance of a group with one used member leaks: ``group size * that level's utilized
+    instances``.
+    """
+    mine = _utilized(keep, inst, s)
+    name = levels[s].attributes.get("power_gated_at")
+    if not name:
+        return mine
+    names = [lv.name for lv in levels]
+    if name not in names:
+        raise HalocError(f"power_gated_at names unknown level '{name}'", key=f"{levels[s].name}.power_gated_at",
+                         fix=f"use one of {', '.join(names)}")
+    g = names.index(name)
+    group = levels[s].instances / max(levels[g].instances, 1)
+    if group <= 1:
+        return mine
+    return group * _utilized(keep, inst, g)
 
 
 class _Pre:
@@ -259,18 +297,19 @@ class _Pre:
 
 
 class AnalyticalModel:
-    """Evaluates mappings of dense convolutions on one architecture with one energy table."""
+    """Evaluates mappings of dense problems (a ConvShape or any :class:`~haloc_hw.problem.Problem`)
+    on one architecture with one energy table."""
 
     def __init__(self, arch: Architecture, energy: EnergyTable, *, first_read_elision: bool = True) -> None:
         self.arch = arch
         self.energy = energy
         self.first_read_elision = first_read_elision
-        self._compiled: dict[tuple[MappingStructure, ConvShape], CompiledNest] = {}
+        self._compiled: dict[tuple[MappingStructure, Workload], CompiledNest] = {}
         self.fallback_rows = 0  # rows that needed the per-row link-transfer enumeration
 
     # ---- public API ------------------------------------------------------------------
 
-    def compile(self, shape: ConvShape, structure: MappingStructure) -> CompiledNest:
+    def compile(self, shape: Workload, structure: MappingStructure) -> CompiledNest:
         key = (structure, shape)
         nest = self._compiled.get(key)
         if nest is None:
@@ -280,14 +319,14 @@ class AnalyticalModel:
             self._compiled[key] = nest
         return nest
 
-    def evaluate(self, shape: ConvShape, mapping: Mapping) -> Evaluation:
+    def evaluate(self, shape: Workload, mapping: Mapping) -> Evaluation:
         """Evaluate one complete mapping; invalid mappings raise :class:`HalocError`."""
         structure, row = structure_from_mapping(mapping, self.arch, shape)
         nest = self.compile(shape, structure)
         res = self._run(nest, row[None, :], detail=True, raise_errors=True)
         return self._evaluation(nest, res, mapping)
 
-    def evaluate_batch(self, shape: ConvShape, structure: MappingStructure, factors: np.ndarray, *,
+    def evaluate_batch(self, shape: Workload, structure: MappingStructure, factors: np.ndarray, *,
                        check_capacity: bool = True, tile_sizes: bool = False) -> BatchResult:
         """Evaluate ``factors`` (B, n_slots) int64 rows that share ``structure``.
 
@@ -570,9 +609,16 @@ class AnalyticalModel:
             slowdown[s] = sd
             level_cycles[s] = np.ceil(Cf / sd).astype(np.int64)
         cycles = np.maximum(C, level_cycles.max(axis=0))
+        # ---- leakage (after cycles: it is charged per cycle of the whole run) ----
+        leak = np.zeros((S, B))
+        for s in range(S):
+            ae = self.energy.for_level(levels[s].name)
+            if ae.leak:
+                leak[s] = ae.leak * cycles * leak_instances(levels, nest.keep, pre.inst, s)
+                energy_total = energy_total + leak[s]
         out: dict[str, Any] = {
             "cycles": cycles, "energy": energy_total, "computes": computes, "C": C,
-            "mesh_ok": mesh_ok, "capacity_ok": capacity_ok, "kept_size": kept_size,
+            "mesh_ok": mesh_ok, "capacity_ok": capacity_ok, "kept_size": kept_size, "leak": leak,
         }
         if detail:
             out.update(stats=stats, sizes=sizes, level_cycles=level_cycles, slowdown=slowdown, pre=pre)
@@ -767,7 +813,8 @@ class AnalyticalModel:
                 )
             levels_out.append(LevelStats(name=lvl.name, utilized_instances=inst,
                                          cycles=int(res["level_cycles"][s, 0]),
-                                         throttling=float(res["slowdown"][s, 0]), dataspaces=dss))
+                                         throttling=float(res["slowdown"][s, 0]), dataspaces=dss,
+                                         leak_pJ=float(res["leak"][s, 0])))
         computes = int(res["computes"][0])
         cycles = int(res["cycles"][0])
         mac_inst = self.arch.arithmetic.instances
