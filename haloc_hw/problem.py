@@ -322,6 +322,16 @@ def _projection(raw: Any, dims: list[str], coefs: dict[str, int], *, file: Path 
     return tuple(axes)
 
 
+def _dense(value: Any) -> bool:
+    """A density entry meaning "dense": 1 / 1.0 / {density: 1.0} (distribution ignored for density 1)."""
+    if isinstance(value, dict):
+        value = value.get("density", 1.0)
+    try:
+        return float(value) == 1.0
+    except (TypeError, ValueError):
+        return False
+
+
 def problem_from_doc(problem: Any, *, file: str | Path | None = None) -> Problem:
     """A ``problem:`` mapping (``shape`` + ``instance``) -> :class:`Problem` (see the module docstring)."""
     path = Path(file) if file is not None else None
@@ -350,13 +360,12 @@ def problem_from_doc(problem: Any, *, file: str | Path | None = None) -> Problem
         name = str(c["name"])
         value = instance.get(name, c.get("default", 1))
         coefs[name] = _int(value, file=path, key=f"problem.instance.{name}")
-    for k in instance:
-        if k not in dims and k not in coefs and k not in ("densities",):
-            raise HalocError(f"instance gives '{k}', which is neither a dimension nor a coefficient", file=path,
-                             key=f"problem.instance.{k}", fix=f"use dimensions {', '.join(dims)} or declared coefficients")
-    if "densities" in instance:
+    # other instance keys (timeloopfe writes H, W, Hpad, ... for use in expressions) are
+    # ignored, as Timeloop does; a density other than dense is a sparse workload
+    dens = instance.get("densities")
+    if dens not in (None, {}, []) and not (isinstance(dens, dict) and all(_dense(v) for v in dens.values())):
         raise HalocError("instance densities describe a sparse workload; haloc-hw models dense workloads only",
-                         file=path, key="problem.instance.densities", fix="remove the densities")
+                         file=path, key="problem.instance.densities", fix="remove the densities (or make them 1.0)")
     missing = [d for d in dims if d not in instance]
     if missing:
         raise HalocError(f"dimension(s) {', '.join(missing)} missing from instance", file=path, key="problem.instance",

@@ -6,8 +6,9 @@ energy over its argument variants is taken. Storage op energies are per *vector*
 block of ``block_size`` words):
 
 * read   <- ``random_read``, else ``read``
-* fill   <- ``random_fill``, else ``write``
-* update <- ``random_update``, else ``random_fill``, else ``write``
+* fill   <- ``random_fill``, else ``random_write``, ``fill``, ``write``
+* update <- ``random_update``, else ``random_write``, ``update``, ``random_fill``, ``write``
+  (see ``FILL_ACTIONS`` for how this serves Timeloop 3.0.3 and later versions)
 * compute <- ``mac_random``, else ``mult_random``, ``mac``, ``mult``, ``compute``
 
 ``leak`` (pJ per instance and cycle) is read as written (0 when absent) and priced by
@@ -40,8 +41,13 @@ from haloc_hw.spec.yamltags import read_spec_mapping
 log = logging.getLogger(__name__)
 
 READ_ACTIONS = ("random_read", "read")
-FILL_ACTIONS = ("random_fill", "write")
-UPDATE_ACTIONS = ("random_update", "random_fill", "write")
+# Timeloop 3.0.3 looks up fill <- random_fill, write and update <- random_update, random_fill,
+# write; later versions (the v0.4-era references) fill <- random_fill, random_write, fill,
+# write and update <- random_update, random_write, update, write. The chains below give
+# each generation's answer on the tables it is used with: 3.0.3-era tables have no
+# ``random_write``/``fill``/``update`` actions, v0.4-era Accelergy tables write ``update``.
+FILL_ACTIONS = ("random_fill", "random_write", "fill", "write")
+UPDATE_ACTIONS = ("random_update", "random_write", "update", "random_fill", "write")
 COMPUTE_ACTIONS = ("mac_random", "mult_random", "mac", "mult", "compute")
 LEAK_ACTION = "leak"
 _RANGES = re.compile(r"\[[^\]]*\]")

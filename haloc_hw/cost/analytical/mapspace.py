@@ -308,7 +308,13 @@ class MapSpace:
         for i, rule in enumerate(self.levels):
             name = rule.name
             t, s = self._directives[name, "temporal"], self._directives[name, "spatial"]
+            ones = Directive(target=name, type="temporal", factors={d: 1 for d in self.dims})
             for dim in self.dims:
+                if rule.fanout_only and not _names_dim(t, dim):
+                    # Timeloop's map space (timeloopfe pins them): a fan-out-only container
+                    # has no temporal loops unless a constraint on it gives that factor
+                    self._add_column(Column(i, "T", dim), ones, f"{name}.temporal")
+                    continue
                 self._add_column(Column(i, "T", dim), t, f"{name}.temporal")
             if not rule.has_spatial:
                 if s is not None:
@@ -361,13 +367,29 @@ class MapSpace:
         return [tuple(o[0] for o in per_level)], False
 
     def keep_options(self, level: int) -> list[frozenset[str]]:
-        """Every keep set the constraints allow at ``level`` (fixed keeps plus any subset of the free ones)."""
+        """Every keep set the constraints allow at ``level`` (fixed keeps plus any subset of the free ones).
+
+        Sets whose smallest tiles (the factors the constraints fix, all others 1) already
+        overflow the level are left out: no mapping could use them. So a 1-word register
+        that must keep Outputs offers only {Outputs}, as in Timeloop, instead of starting
+        the search from "keep everything", which can never fit. If no set fits, all are
+        returned (the search then explains the overflow).
+        """
         rule = self.levels[level]
         out = []
         for r in range(len(rule.keep_free) + 1):
             for sub in itertools.combinations(rule.keep_free, r):
                 out.append(rule.keep_fixed | frozenset(sub))
-        return out
+        if rule.capacity is None or not rule.keep_free:
+            return out
+        smallest = self._smallest_tiles()
+        fits = [o for o in out if sum(int(smallest[t][0, level]) for t in o) <= rule.capacity]
+        return fits or out
+
+    def _smallest_tiles(self) -> dict[str, np.ndarray]:
+        if not hasattr(self, "_min_tiles"):
+            self._min_tiles = self.tile_sizes(self.extents(self.base_row()[None, :]))
+        return self._min_tiles
 
     # ------------------------------------------------------------------ factor rows
     def dim_options(self, dim: str) -> np.ndarray:
@@ -853,6 +875,11 @@ class MapSpace:
             if self.dim_options(d).shape[0] == 0:
                 return f"no factorization of {d}={self.bounds[d]} fits the free slots (factor caps, fan-out limits)"
         return "no combination of factors satisfies every capacity and fan-out limit at once"
+
+
+def _names_dim(d: Directive | None, dim: str) -> bool:
+    """Whether a directive constrains ``dim``'s factor (fixed, max or min)."""
+    return d is not None and (dim in d.factors or dim in d.max_factors or dim in d.min_factors)
 
 
 def _primes(n: int) -> list[int]:
