@@ -377,10 +377,6 @@ class AnalyticalModel:
         T = len(nest.spaces)
         levels = [arch.levels[nest.arch_index[s]] for s in range(S)]
 
-        if bool((pre.F[0] > 1).any()):
-            raise HalocError("spatial fan-out below the innermost storage level is not supported",
-                             key=f"mapping.{levels[0].name}.spatial", fix="use spatial factors of 1 there")
-
         # ---- validity: mesh ----
         mesh_ok = np.ones(B, dtype=bool)
         mesh_msgs: list[str] = []
@@ -466,8 +462,18 @@ class AnalyticalModel:
             CA = [np.zeros(B) for _ in range(S)]
             GA = [np.zeros(B) for _ in range(S)]
             L = [np.zeros(B) for _ in range(S)]
-            CA[0] = C.astype(np.float64)
-            GA[0] = C.astype(np.float64)
+            # the innermost level serves one operand per compute to each MAC below it; a
+            # spatial run there (fan-out straight to the MACs) multicasts / reduces like any other
+            if pre.spatial[0]:
+                # Then Timeloop counts the MACs' deliveries with the nest rule on a one-point
+                # tile (an operand stays in the MAC across loops that do not index it);
+                # without such a run every compute reads its operands (D = C).
+                D0 = self._unit_deliveries(pre, taus, B, len(axes))
+                CA[0] = self._groups(pre, 0, dim_terms).astype(np.float64) * D0
+                GA[0] = pre.F[0].astype(np.float64) * D0
+            else:
+                CA[0] = C.astype(np.float64)
+                GA[0] = C.astype(np.float64)
             for s in range(S - 1):
                 p = s + 1
                 E, Esz = E_b[s], size[s]
@@ -623,6 +629,32 @@ class AnalyticalModel:
         if detail:
             out.update(stats=stats, sizes=sizes, level_cycles=level_cycles, slowdown=slowdown, pre=pre)
         return out
+
+    @staticmethod
+    def _unit_deliveries(pre: _Pre, taus: dict[int, np.ndarray], B: int, n_axes: int) -> np.ndarray:
+        """§3.2's D for a one-point child tile under every temporal loop (the MACs' operands)."""
+        E = np.ones((B, n_axes), dtype=np.int64)
+        Esz = np.ones(B, dtype=np.int64)
+        D = Esz.astype(np.float64)
+        tau1 = np.zeros_like(E)
+        have1 = np.zeros(B, dtype=bool)
+        partial1 = np.zeros(B, dtype=np.int64)
+        cum = np.zeros_like(E)
+        for j in pre.tloops:
+            n = pre.n[j]
+            active = n >= 2
+            tau = taus[j]
+            x = tau - cum
+            newfirst = active & ~have1
+            if newfirst.any():
+                tau1 = np.where(newfirst[:, None], tau, tau1)
+                partial1 = np.where(newfirst, _partial(E, Esz, tau), partial1)
+                have1 |= newfirst
+            cum = cum + tau * active[:, None]
+            W = (n - 1) * pre.suffix[j]
+            coinc = (x == tau1).all(axis=1)
+            D = D + W * np.where(coinc, partial1, Esz)
+        return D
 
     # ---- multicast groups and link transfers ------------------------------------------
 
