@@ -288,7 +288,8 @@ def _axis_from_text(text: str, dims: list[str], coefs: dict[str, int], *, file: 
     for part in text.split("+"):
         factors = [f.strip() for f in part.split("*")]
         if not part.strip() or any(not f for f in factors) or len(factors) > 2:
-            raise HalocError(f"projection '{text}' is not a sum of dim*coefficient terms", file=file, key=key,
+            raise HalocError(f"projection '{text}' uses a construct the model cannot express (only sums of "
+                             "dim*coefficient terms)", file=file, key=key,
                              fix="write e.g. 'P*Wstride + R*Wdilation'")
         for f in factors:
             if not (_IDENT.match(f) or f.isdigit()):
@@ -302,8 +303,10 @@ def _projection(raw: Any, dims: list[str], coefs: dict[str, int], *, file: Path 
     if isinstance(raw, str):
         m = _FLOW_LIST.match(raw.strip())
         raw = [p.strip() for p in (m.group(1) if m else raw).split(",") if p.strip()]
-    if not isinstance(raw, list) or not raw:
-        raise HalocError("projection must be a non-empty list of axes", file=file, key=key,
+    if isinstance(raw, list) and not raw:
+        return ()  # a scalar (e.g. the output of a dot product)
+    if not isinstance(raw, list):
+        raise HalocError("projection must be a list of axes", file=file, key=key,
                          fix="write projection: [[[C]], [[P, Wstride], [R, Wdilation]]]")
     axes: list[Axis] = []
     for i, axis in enumerate(raw):
