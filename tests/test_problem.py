@@ -359,3 +359,31 @@ def test_structure_keeps_the_problems_data_space_names(two_level):
     prob = read_problem(PROBLEMS / "matmul.v3.yaml")
     st, _ = structure_from_mapping(Mapping((T("Buffer", "K", K=8), T("MainMemory", "MN", M=4, N=2))), arch, prob)
     assert st.spaces == ("A", "B", "Z") and st.keep[1] == frozenset({"A", "B", "Z"})
+
+
+# ------------------------------------------------------------------ one statistics type
+
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
+
+
+@pytest.mark.skipif(not (GOLDEN / "r18_l3").is_dir(), reason="golden Timeloop runs not found")
+@pytest.mark.parametrize("case", ["r18_l3", "r20_s3_r16_in"])
+def test_parser_and_model_fill_the_same_statistics_type(case):
+    from haloc_hw.cost.stats import DataSpaceStats, LevelStats
+    from haloc_hw.cost.stats_parser import parse_stats
+    from haloc_hw.spec.constraints import load_mapping
+
+    d = GOLDEN / case
+    arch = load_arch(d / "arch.yaml")
+    ev = AnalyticalModel(arch, load_energy_table(d / "ERT.yaml", arch)).evaluate(
+        load_problem(d / "problem.yaml"), load_mapping(d / "map.yaml", arch))
+    ref = parse_stats(d / "model" / "timeloop-model.stats.txt")
+    for lvl in ev.levels:
+        theirs = ref.level(lvl.name)
+        assert type(lvl) is type(theirs) is LevelStats
+        assert set(lvl.dataspaces) == set(theirs.dataspaces)
+        for ds, ours in lvl.dataspaces.items():
+            assert type(ours) is type(theirs.dataspaces[ds]) is DataSpaceStats
+            # every count field by field; the report prints energies with two decimals
+            assert dataclasses.replace(ours, energy_pJ=0.0) == dataclasses.replace(theirs.dataspaces[ds], energy_pJ=0.0)
+            assert ours.energy_pJ == pytest.approx(theirs.dataspaces[ds].energy_pJ, abs=0.006)

@@ -32,6 +32,7 @@ from haloc_hw.cost.analytical.nest import (
     structure_from_mapping,
 )
 from haloc_hw.cost.base import Cost
+from haloc_hw.cost.stats import DataSpaceStats, LevelStats
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Mapping
 from haloc_hw.spec.model import Architecture, EnergyTable, StorageLevel
@@ -43,40 +44,9 @@ MODEL_VERSION = "timeloop-3.0.3-closed-form-1"
 
 
 # --------------------------------------------------------------------------------------
-# Results
+# Results (per-level types shared with the stats.txt parser: haloc_hw.cost.stats)
 
-
-@dataclass(frozen=True)
-class DataSpaceStats:
-    """Per-instance statistics of one data space at one level (Timeloop's stats.txt fields)."""
-
-    partition_size: int
-    utilized_capacity: int
-    utilized_instances: int
-    reads: int
-    updates: int
-    fills: int
-    temporal_reductions: int
-    energy_pJ: float
-    utilized_clusters: int = 0
-    address_generations: int = 0
-
-
-@dataclass(frozen=True)
-class LevelStats:
-    """One storage level: instances used, cycles, throttling and its kept data spaces."""
-
-    name: str
-    utilized_instances: int
-    cycles: int
-    throttling: float
-    dataspaces: dict[str, DataSpaceStats] = field(default_factory=dict)
-    leak_pJ: float = 0.0  # leakage of the whole level over the run (ERT ``leak``)
-
-    @property
-    def energy_pJ(self) -> float:
-        """Access energy of the kept data spaces plus the level's leakage."""
-        return float(sum(d.energy_pJ for d in self.dataspaces.values())) + self.leak_pJ
+__all__ = ["AnalyticalModel", "BatchResult", "DataSpaceStats", "Evaluation", "LevelStats", "leak_instances"]
 
 
 @dataclass(frozen=True)
