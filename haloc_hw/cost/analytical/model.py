@@ -5,6 +5,18 @@ Timeloop's sampled schedule, multicast / spatial reduction, link transfers, coll
 bypass, first-read elision, per-instance rounding, energy with per-op ceil of block
 vectors, bandwidth throttling). They reproduce ``timeloop-model`` 3.0.3 exactly.
 
+Problems are general (:class:`~haloc_hw.problem.Problem`; a ConvShape converts exactly):
+every data-space axis is a sum of ``c·dim`` terms and a tile spans ``1 + Σ c·(ext − 1)``
+points per axis, so the sliding window of a convolution is one case of the rule. Two
+rules beyond the 3.0.3 digest, checked against the v0.4-era exercise references:
+
+* leakage: a level's ERT ``leak`` (pJ per instance and cycle) costs ``leak × cycles ×``
+  :func:`leak_instances` (utilized instances, at least one; ``power_gated_at`` groups);
+  it is part of the level's and the total energy, not of any data space's;
+* a spatial run on the innermost storage level (fan-out straight to the MACs, e.g.
+  timeloopfe's ``inter_*_spatial`` level) counts the MACs' operand deliveries with the
+  delivery rule on a one-point tile instead of one per compute.
+
 There is one implementation, vectorised over a batch of mappings that share a
 :class:`~haloc_hw.cost.analytical.nest.MappingStructure` and differ in loop factors:
 :meth:`AnalyticalModel.evaluate_batch`. :meth:`AnalyticalModel.evaluate` runs the same code
