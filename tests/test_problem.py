@@ -387,3 +387,38 @@ def test_parser_and_model_fill_the_same_statistics_type(case):
             # every count field by field; the report prints energies with two decimals
             assert dataclasses.replace(ours, energy_pJ=0.0) == dataclasses.replace(theirs.dataspaces[ds], energy_pJ=0.0)
             assert ours.energy_pJ == pytest.approx(theirs.dataspaces[ds].energy_pJ, abs=0.006)
+
+
+def test_fan_out_from_the_innermost_level_straight_to_the_macs():
+    # MainMemory -> Buffer -> 4 MACs. Buffer: X:M4 to the MACs, then K8; MainMemory N2.
+    # The MACs' deliveries follow the one-point-tile rule: A moves with every K step (16 per
+    # MAC, 4 groups -> 64 reads), B is shared by the 4 MACs (16 reads), and Z stays in the MAC
+    # across K (1 + N step = 2 per MAC, 4 groups -> 8 updates; partition 8 -> no reads).
+    doc = {"architecture": {"version": 0.3, "subtree": [{
+        "name": "chip",
+        "local": [{"name": "MainMemory", "class": "SRAM", "attributes": {"entries": 65536, "word-bits": 8}},
+                  {"name": "Buffer", "class": "regfile", "attributes": {"entries": 64, "word-bits": 8}}],
+        "subtree": [{"name": "PE[0..3]", "local": [{"name": "MACC", "class": "intmac", "attributes": {"meshX": 4}}]}]}]}}
+    arch = arch_from_dict(doc)
+    assert arch.fanout(arch.index("Buffer")) == (4, 1)
+    e = EnergyTable(storage={n: ActionEnergy(1.0, 1.0, 1.0, 1.0) for n in arch.level_names}, compute=1.0)
+    prob = read_problem(PROBLEMS / "matmul.v3.yaml")
+    mp = Mapping((SP("Buffer", "M", 1, M=4), T("Buffer", "K", K=8), T("MainMemory", "N", N=2)))
+    ev = AnalyticalModel(arch, e).evaluate(prob, mp)
+    assert ev.computes == 64 and ev.cycles == 16 and ev.mac_instances == 4
+    assert counts(ev) == {
+        ("Buffer", "A"): (64, 32, 0), ("Buffer", "B"): (16, 16, 0), ("Buffer", "Z"): (0, 0, 8),
+        ("MainMemory", "A"): (32, 0, 0), ("MainMemory", "B"): (16, 0, 0), ("MainMemory", "Z"): (0, 0, 8),
+    }
+
+
+def test_power_gated_at_groups_leaking_instances():
+    arch = arch_from_dict(TINY)
+    levels = list(arch.levels)
+    spad = dataclasses.replace(levels[2], attributes={**levels[2].attributes, "power_gated_at": "glb"})
+    arch = dataclasses.replace(arch, levels=(levels[0], levels[1], spad))
+    shape = ConvShape(C=2, M=2, R=3, S=1, P=4, Q=1)
+    mp = Mapping((T("spad", "R", R=3), SP("glb", "MC", 1, M=2, C=2), T("glb", "P", P=4)))
+    ev = AnalyticalModel(arch, TINY_E).evaluate(shape, mp)
+    # all 16 spads share glb's single power gate, which is on: every spad leaks, 12 cycles
+    assert ev.level("spad").leak_pJ == pytest.approx(0.05 * 12 * 16)
