@@ -13,12 +13,13 @@ A compound class (v0.4 ``components: classes:`` / v0.3 ``compound_components: cl
 Energy of a compound action = sum over referenced sub-actions of
 ``copies * energy_scale(sub-action) * energy_scale(subcomponent) * energy(sub-action)``
 (``repeat`` and ``action_share`` are read as the same multiplier). Area = sum over subcomponents of
-``copies * area_scale * area``. Subcomponents inherit ``technology`` and ``global_cycle_seconds`` (and
+``copies * area_scale * area`` (the subcomponent entry's ``area_scale`` key). Subcomponents inherit ``technology`` and ``global_cycle_seconds`` (and
 ``action_latency_cycles``, ``cycle_seconds``) from the parent when they do not set them -- the keys
-Accelergy propagates. An ``area_scale`` / ``energy_scale`` among a component's *own* attributes scales
-its whole area / every action, as Accelergy applies them (so a class that names its scale
-``area_scale`` and also passes it to a subcomponent scales that subcomponent twice -- reproduced
-deliberately, it is what the reference ARTs contain).
+Accelergy propagates. An ``area_scale`` / ``energy_scale`` among the *own attributes of an
+architecture component* (the top of the expansion, not a nested subcomponent) scales its whole area /
+every action, as Accelergy applies them: a top-level class that names an attribute ``area_scale`` and
+also passes it to a subcomponent scales that subcomponent twice, nested it scales once. Both are
+reproduced deliberately -- they are what the reference ARTs of real Accelergy runs contain.
 
 String values that are neither a name in scope nor a parseable expression (``45nm``, ``LPDDR4``)
 stay strings, as Accelergy keeps them; anything else goes through
@@ -145,7 +146,7 @@ class Expander:
             return self._compound(cls, self.classes[cls], attrs, file=self.classes_file or file, key=key, path=path, depth=depth)
         if has_estimator(cls):
             prim = estimate_primitive(cls, attrs, file=file, key=key)
-            return self._scaled_primitive(prim, attrs, file=file, key=key, path=path)
+            return self._scaled_primitive(prim, attrs, file=file, key=key, path=path, top=depth == 0)
         if cls in self.builtins:
             return self._compound(cls, self.builtins[cls], attrs, file=file, key=key, path=path, depth=depth)
         raise HalocError(
@@ -155,9 +156,9 @@ class Expander:
             fix="define it under components: classes: (or compound_components:), give its energies in an ERT, or use a class haloc-hw estimates (SRAM, DRAM, regfile, intmac, intadder, ...)",
         )
 
-    def _scaled_primitive(self, prim: PrimitiveEstimate, attrs: Mapping[str, Any], *, file: Any, key: str, path: str) -> Expanded:
-        es = _number(attrs.get("energy_scale", 1), file=file, key=f"{key}.attributes.energy_scale")
-        ascale = _number(attrs.get("area_scale", 1), file=file, key=f"{key}.attributes.area_scale")
+    def _scaled_primitive(self, prim: PrimitiveEstimate, attrs: Mapping[str, Any], *, file: Any, key: str, path: str, top: bool) -> Expanded:
+        es = _number(attrs.get("energy_scale", 1), file=file, key=f"{key}.attributes.energy_scale") if top else 1.0
+        ascale = _number(attrs.get("area_scale", 1), file=file, key=f"{key}.attributes.area_scale") if top else 1.0
         actions = {a: e * es for a, e in prim.actions.items()}
         return Expanded(actions, prim.area * ascale, [f"{path or prim.cls}: {prim.cls}"], [prim.source], dict(prim.aliases))
 
@@ -235,6 +236,7 @@ class Expander:
                             mult *= _number(_value(sub_action[word], attrs, file=file, key=f"{sakey}.{word}"), file=file, key=f"{sakey}.{word}")
                     energy += copies * mult * sub_scale * exp.actions[name]
             actions[str(action["name"])] = energy
-        own_e = _number(attrs.get("energy_scale", 1), file=file, key=f"{ckey}.attributes.energy_scale")
-        own_a = _number(attrs.get("area_scale", 1), file=file, key=f"{ckey}.attributes.area_scale")
+        top = depth == 0  # only an architecture component's own attributes act as its scales
+        own_e = _number(attrs.get("energy_scale", 1), file=file, key=f"{ckey}.attributes.energy_scale") if top else 1.0
+        own_a = _number(attrs.get("area_scale", 1), file=file, key=f"{ckey}.attributes.area_scale") if top else 1.0
         return Expanded({a: e * own_e for a, e in actions.items()}, area * own_a, prims, sources)

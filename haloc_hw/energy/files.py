@@ -33,6 +33,16 @@ _NAME_RANGE = re.compile(r"^\s*([^\[\]]+?)\s*\[\s*(\d+)\s*\.\.\s*(\d+)\s*\]\s*$"
 _STORAGE_HINTS = ("sram", "dram", "regfile", "buffer", "storage", "spad", "cache", "fifo")
 _COMPUTE_HINTS = ("mac", "mult", "adder", "compute", "alu", "pe_")
 _SKIP_ATTRS = ("version",)
+_GENERIC = ("storage", "compute")  # Timeloop's v0.3 generic classes; the real class is 'subclass'
+
+
+def _class_of(body: Mapping[str, Any], *, file: Path, key: str) -> str:
+    cls = body.get("class")
+    if isinstance(cls, str) and cls.strip().lower() in _GENERIC and isinstance(body.get("subclass"), str):
+        cls = body["subclass"]
+    if not isinstance(cls, str) or not cls.strip():
+        raise HalocError("component has no class", file=file, key=f"{key}.class", fix="give the component a 'class'")
+    return cls.strip()
 
 
 @dataclass
@@ -109,9 +119,7 @@ def _walk_v4(nodes: Any, *, file: Path, key: str, path: list[str], scope: dict[s
             inst *= mesh
             path = [*path, name]
             continue
-        cls = body.get("class")
-        if not isinstance(cls, str) or not cls.strip():
-            raise HalocError("component has no class", file=file, key=f"{nkey}.class", fix="give the component a 'class'")
+        cls = _class_of(body, file=file, key=nkey)
         out.append(Component(path=".".join([*path, name]), name=name, cls=cls, attributes={**scope, **own}, instances=inst * mesh, kind=_kind(cls)))
     return scope, inst, path
 
@@ -131,9 +139,7 @@ def _walk_v3(tree: Any, *, file: Path, key: str, path: list[str], scope: dict[st
             if not isinstance(comp, Mapping):
                 raise HalocError("local component must be a mapping", file=file, key=ckey, fix="give name, class, attributes")
             cname, ccount = _split(comp.get("name"), file=file, key=f"{ckey}.name")
-            cls = comp.get("class")
-            if not isinstance(cls, str) or not cls.strip():
-                raise HalocError("component has no class", file=file, key=f"{ckey}.class", fix="give the component a 'class'")
+            cls = _class_of(comp, file=file, key=ckey)
             attrs = {**here, **_attrs(comp.get("attributes"), here, file=file, key=f"{ckey}.attributes")}
             out.append(Component(path=".".join([*path, name, cname]), name=cname, cls=cls, attributes=attrs, instances=n * ccount, kind=_kind(cls)))
         _walk_v3(node.get("subtree") or [], file=file, key=f"{nkey}.subtree", path=[*path, name], scope=here, inst=n, out=out)

@@ -13,7 +13,8 @@ naming the run it comes from. The estimate for an array of ``width`` bits x ``de
    of equal depth (mean log-slope; 1 without such a pair), and ``log f_q`` is interpolated piecewise
    linearly in ``log D`` between the table's depths (log-log interpolation; rows of equal depth are
    averaged in log space; beyond the ends the end segment is extended). Banked rows (n_banks > 1)
-   inform dynamic energy only: their area and leakage carry per-bank overheads.
+   inform dynamic energy only; their area and leakage against the unbanked model give the bank
+   overhead ``static ∝ banks ** g`` (banks rounded up to a power of two, as the plug-in does).
 3. **Technology.** Rows at other nodes are brought to 45 nm, and the estimate taken to the wanted
    node, by ``q ∝ node ** k_q``, where ``k_q`` is measured from table rows that give the same array at
    two nodes (CACTI's own node scaling, e.g. ``k_read`` ≈ 1.7 and ``k_area`` ≈ 2.0 from the 64 x 16384
@@ -132,6 +133,30 @@ def _model() -> dict[str, tuple[float, tuple[tuple[float, float], ...]]]:
     return out
 
 
+def _core(W: float, D: float, node_nm: float) -> dict[str, float]:
+    """Unbanked estimate of the minimum array W x D at ``node_nm``."""
+    model, k = _model(), node_exponents()
+    out = {}
+    for q in QUANTITIES:
+        b, curve = model[q]
+        out[q] = math.exp(_interp(curve, math.log(D)) + b * math.log(W)) * (node_nm / REFERENCE_NM) ** k[q]
+    return out
+
+
+@lru_cache(maxsize=1)
+def bank_exponents() -> dict[str, float]:
+    """g_q with static q ∝ banks ** g_q, measured on banked rows against the unbanked model (0 if none)."""
+    out = {}
+    for q in ("leak", "area"):
+        gs = [
+            math.log(r.values[q] / _core(r.width, r.depth, r.node)[q]) / math.log(r.banks)
+            for r in _rows()
+            if r.banks > 1 and r.values[q] > 0
+        ]
+        out[q] = sum(gs) / len(gs) if gs else 0.0
+    return out
+
+
 def _interp(curve: tuple[tuple[float, float], ...], x: float) -> float:
     if len(curve) == 1:
         return curve[0][1]
@@ -152,11 +177,12 @@ def estimate_sram(
     if width <= 0 or depth <= 0:
         return SramEstimate(0.0, 0.0, 0.0, 0.0, "empty array (width or depth 0)")
     W, D, dyn, stat = minimum_array(width, depth, n_banks)
-    model, k = _model(), node_exponents()
-    core = {}
-    for q in QUANTITIES:
-        b, curve = model[q]
-        core[q] = math.exp(_interp(curve, math.log(D)) + b * math.log(W)) * (node_nm / REFERENCE_NM) ** k[q]
+    core = _core(W, D, node_nm)
+    banks = 2 ** math.ceil(math.log2(max(1, n_banks)))
+    if banks > 1:
+        g = bank_exponents()
+        core["leak"] *= banks ** g["leak"]
+        core["area"] *= banks ** g["area"]
     ports = max(1, int(n_ports))
     return SramEstimate(
         read=core["read"] * dyn,
