@@ -2,7 +2,7 @@
 expansion as Accelergy defines it, and Accelergy-format ERT/ART output (interface 3).
 
 Public API: :func:`estimate`, :func:`estimate_design`, :class:`EnergyEstimate`, :class:`Entry`,
-:func:`write_outputs`, :func:`load_files`. See docs/ENERGY.md for the data, the interpolation and the
+:func:`haloc_hw.energy.writers.write_outputs`. See docs/ENERGY.md for the data, the interpolation and the
 technology rule.
 """
 

@@ -74,6 +74,19 @@ def split_range(name: str, scope: Mapping[str, Any], *, file: Any, key: str) -> 
     return m.group(1), count
 
 
+#: Timeloop v0.3 attribute names of the same quantities (golden v0.3 files write memory_depth etc.).
+V03_NAMES = {"memory_depth": "depth", "memory_width": "width", "word_bits": "datawidth", "block_size": "block_size"}
+
+
+def v03_names(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """For the built-in classes: ``memory_depth``/``memory_width``/``word_bits`` stand for depth/width/datawidth."""
+    out = dict(attrs)
+    for old, new in V03_NAMES.items():
+        if old in out and new not in out:
+            out[new] = out[old]
+    return out
+
+
 def _stays_string(value: str, scope: Mapping[str, Any]) -> bool:
     text = value.strip()
     if text.lower() in ("true", "false"):
@@ -148,7 +161,7 @@ class Expander:
             prim = estimate_primitive(cls, attrs, file=file, key=key)
             return self._scaled_primitive(prim, attrs, file=file, key=key, path=path, top=depth == 0)
         if cls in self.builtins:
-            return self._compound(cls, self.builtins[cls], attrs, file=file, key=key, path=path, depth=depth)
+            return self._compound(cls, self.builtins[cls], v03_names(attrs), file=file, key=key, path=path, depth=depth)
         raise HalocError(
             f"unknown class '{cls}': no compound class of that name and no estimator",
             file=file,

@@ -11,6 +11,7 @@ A component neither given by the user nor estimable is an error naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -136,13 +137,34 @@ def estimate(
     return EnergyEstimate(tuple(entries), extra_ert, extra_art)
 
 
+def _with_levels_technology(design: Any) -> list[Any]:
+    """v0.3 components carry only their own attributes: add the level's inherited technology."""
+    arch = getattr(design, "architecture", None)
+    techs = {lvl.name: lvl.technology for lvl in getattr(arch, "levels", ()) if getattr(lvl, "technology", None)}
+    out = []
+    for c in design.components:
+        if "technology" not in c.attributes and c.name in techs:
+            c = dataclasses.replace(c, attributes={**c.attributes, "technology": techs[c.name]})
+        out.append(c)
+    if arch is not None and out and "technology" not in out[-1].attributes and techs:
+        # the arithmetic level inherits the node of the nearest storage level (v0.3 subtree)
+        last = out[-1]
+        if last.name == arch.arithmetic.name:
+            out[-1] = dataclasses.replace(last, attributes={**last.attributes, "technology": list(techs.values())[-1]})
+    return out
+
+
 def estimate_design(design: Any) -> EnergyEstimate:
     """:func:`estimate` over a :class:`haloc_hw.spec.design.Design` (frontend's processed spec)."""
     files = tuple(getattr(design, "files", ()) or ())
+    sources = getattr(design, "sources", {}) or {}
+    arch_file = sources.get("architecture", files[0] if files else None)
+    classes_file = sources.get("components") or sources.get("compound_components")
     return estimate(
-        design.components,
+        _with_levels_technology(design),
         design.compound_classes,
         user_ert=design.ert,
         user_art=design.art,
-        file=files[0] if files else None,
+        file=arch_file,
+        classes_file=classes_file,
     )
