@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     summarize("  held-out designs", [r for r in main_rows if r[0] not in CALIBRATION])
     for k in kinds:
         summarize(f"  {k}", [r for r in main_rows if r[2] == k])
+    summarize("  SRAM in held-out designs", [r for r in main_rows if r[2] == "SRAM" and r[0] not in CALIBRATION])
     summarize("leak actions (all kinds)", [r for r in all_rows if r[1].endswith(".leak") and r[2] in kinds])
     summarize("other classes", [r for r in all_rows if r[2] not in kinds])
     print(f"skipped {len(all_skipped)} (no estimator / sparse-only classes):")
