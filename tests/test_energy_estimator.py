@@ -64,6 +64,15 @@ def test_sram_reproduces_table_rows_and_interpolates_monotonically():
     assert estimate_sram(8, 16, 45).read < estimate_sram(32, 64, 45).read
 
 
+def test_wire_energy_by_length():
+    # Aladdin plug-in model: 64 bits x 0.2 x 1.627 fF/um x 1000 um x 1 V^2 = 20.8256 pJ
+    e = estimate([comp("bus", "wire", width=64, length="1mm")], {}).entries[0]
+    assert e.actions["transfer"] == pytest.approx(64 * 0.2 * 1.627e-3 * 1000)
+    assert estimate([comp("bus", "wire", width=64, length=500)], {}).entries[0].actions["transfer"] == pytest.approx(e.actions["transfer"] / 2)
+    with pytest.raises(HalocError, match="length"):
+        estimate([comp("bus", "wire", width=64, length="far")], {})
+
+
 def test_leak_is_per_cycle():
     a = estimate_sram(64, 1024, 45, cycle_seconds=1e-9).leak
     b = estimate_sram(64, 1024, 45, cycle_seconds=2e-9).leak
@@ -71,7 +80,7 @@ def test_leak_is_per_cycle():
 
 
 def test_every_data_row_names_a_source(monkeypatch):
-    for name in ("logic.csv", "sram_cacti.csv", "dram.csv", "technology_scaling.csv"):
+    for name in ("logic.csv", "sram_cacti.csv", "dram.csv", "technology_scaling.csv", "wire.csv"):
         assert all(r["source"].strip() for r in energy_data.read_table(name))
     energy_data.read_table.cache_clear()
     monkeypatch.setattr(energy_data, "_text", lambda name: "a,source\n1,\n")

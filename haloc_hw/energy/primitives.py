@@ -10,7 +10,8 @@ energy of every action it knows (pJ; ``leak`` per cycle of ``global_cycle_second
 * logic and small storage (``logic.csv``): the row of the class and action at the tabulated node
   nearest the component's (in log distance), scaled linearly by each width group the component gives
   (the library plug-in's rule) and to the component's node by :mod:`haloc_hw.energy.technology`;
-* ``intmac`` / ``fpmac`` as primitives -- one adder plus one multiplier (Aladdin's model of a MAC).
+* ``intmac`` / ``fpmac`` as primitives -- one adder plus one multiplier (Aladdin's model of a MAC);
+* ``wire`` -- ``width`` wires of ``length``: activity x capacitance per um x length x VDD^2 (``wire.csv``).
 
 Accelergy's required actions for a top-level primitive are ``read``, ``write``, ``update`` and
 ``leak``; storage also answers ``idle`` (= leak) and ``random_read``-style names are not invented
@@ -252,6 +253,41 @@ def _mac(cls: str, attrs: Mapping[str, Any], *, file: Any, key: str) -> Primitiv
     return PrimitiveEstimate(cls, actions, add.area + mul.area, f"adder + multiplier ({add.source}; {mul.source})", {"mac_reused": "mac_random", "mac": "mac_random", "read": "mac_random", "idle": "leak"})
 
 
+# ----------------------------------------------------------------------------- wires
+
+WIRE_TABLE = "wire.csv"
+_UNITS_UM = {"mm": 1e3, "um": 1.0, "nm": 1e-3}
+
+
+def _length_um(value: Any, *, file: Any, key: str) -> float:
+    text = str(value).strip().lower()
+    scale = 1.0
+    for unit, factor in _UNITS_UM.items():
+        if text.endswith(unit):
+            text, scale = text[: -len(unit)].strip(), factor
+            break
+    try:
+        out = float(text) * scale
+    except ValueError:
+        raise HalocError(f"wire length {value!r} is not a length", file=file, key=f"{key}.attributes.length", fix="give the length in um, or with a unit: 2mm, 150um") from None
+    if not math.isfinite(out) or out < 0:
+        raise HalocError(f"wire length {value!r} must be >= 0", file=file, key=f"{key}.attributes.length", fix="give a length >= 0")
+    return out
+
+
+def _wire(cls: str, attrs: Mapping[str, Any], *, file: Any, key: str) -> PrimitiveEstimate:
+    """A bus of ``width`` wires of ``length`` (um unless a unit is given): E = width x activity x C/um x length x VDD^2."""
+    width = _need_number(attrs, ("width", "datawidth"), cls, file=file, key=key)
+    if attrs.get("length") is None:
+        _need_number(attrs, ("length",), cls, file=file, key=key)
+    length = _length_um(attrs["length"], file=file, key=key)
+    row = read_table(WIRE_TABLE)[0]
+    per_bit_um = number(row, "c_per_um_ff", WIRE_TABLE) * 1e-3 * number(row, "activity", WIRE_TABLE) * number(row, "vdd", WIRE_TABLE) ** 2
+    e = width * length * per_bit_um
+    actions = {"transfer": e, "transfer_random": e, "read": e, "write": 0.0, "update": 0.0, "leak": 0.0}
+    return PrimitiveEstimate(cls, actions, 0.0, row["source"], {"idle": "leak"})
+
+
 # ----------------------------------------------------------------------------- registry
 
 Estimator = Callable[..., PrimitiveEstimate]
@@ -261,6 +297,7 @@ _SPECIAL: dict[str, Estimator] = {
     "dram": _dram,
     "intmac": _mac,
     "fpmac": _mac,
+    "wire": _wire,
 }
 
 
