@@ -193,6 +193,14 @@ def test_unknown_class_without_estimator_or_user_energy():
     assert est.entries[0].energy_origin == "user" and est.entries[0].area is None
 
 
+def test_generic_storage_class_is_priced_by_its_subclass():
+    plain = estimate([comp("buf", "smartbuffer_SRAM", technology="45nm", width=64, depth=1024)], {}).entries[0]
+    generic = estimate([comp("buf", "storage", technology="45nm", width=64, depth=1024, subclass="smartbuffer_SRAM")], {}).entries[0]
+    assert generic.actions == plain.actions
+    with pytest.raises(HalocError, match="no subclass"):
+        estimate([comp("buf", "storage", technology="45nm", width=64, depth=1024)], {})
+
+
 def test_unknown_action_of_a_subcomponent():
     bad = {"name": "b", "subcomponents": [{"name": "s", "class": "aladdin_adder"}], "actions": [{"name": "go", "subcomponents": [{"name": "s", "actions": [{"name": "teleport"}]}]}]}
     with pytest.raises(HalocError, match="no action 'teleport'"):

@@ -60,6 +60,25 @@ def _user_actions(table: Mapping[str, Any], *, file: Any, key: str) -> dict[str,
     return out
 
 
+#: Timeloop's generic v0.3-style classes: the class Accelergy prices is the node's ``subclass``.
+GENERIC_CLASSES = ("storage", "compute")
+
+
+def _class_of(comp: ComponentLike, classes: Mapping[str, Any], *, file: Any, key: str) -> str:
+    cls = comp.cls
+    if cls.lower() in GENERIC_CLASSES and cls not in classes:
+        sub = getattr(comp, "subclass", None) or comp.attributes.get("subclass")
+        if not sub:
+            raise HalocError(
+                f"component '{comp.name}' has the generic class '{cls}' and no subclass",
+                file=file,
+                key=f"{key}.class",
+                fix="give 'subclass: <class to price it by>' (e.g. smartbuffer_RF), or the component's energies in an ERT",
+            )
+        cls = str(sub)
+    return cls
+
+
 def _match(tables: list[dict[str, Any]], comp: ComponentLike) -> int | None:
     full = [i for i, t in enumerate(tables) if str(t["name"]).split(_RANGES_SUFFIX)[0] == comp.path]
     if full:
@@ -91,7 +110,7 @@ def estimate(
         expanded = None
         if ei is None or ai is None:
             try:
-                expanded = expander.expand(comp.cls, dict(comp.attributes), file=file, key=key, path=comp.name)
+                expanded = expander.expand(_class_of(comp, compound_classes, file=file, key=key), dict(comp.attributes), file=file, key=key, path=comp.name)
             except HalocError:
                 if ei is None:
                     raise
