@@ -542,3 +542,23 @@ def test_cli_general_problem_from_a_jinja_top_file(tmp_path: Path, capsys: pytes
     assert doc["cycles"] == 48 and doc["computes"] == 48
     assert main(["cost", "model", str(top), str(ert), "--set", "words=2", "--set", "R=3"]) == 2  # the tile no longer fits
     assert "buf" in capsys.readouterr().err
+
+
+def test_node_constraints_name_the_problem_data_spaces(tmp_path: Path) -> None:
+    arch = write(tmp_path, "a.yaml", SMALL.replace("CONSTRAINTS", "constraints: {dataspace: {keep: [A], bypass: [B, Z]}, temporal: {factors: [K=1]}}"))
+    prob = write(tmp_path, "p.yaml", """
+        problem:
+          version: 0.4
+          shape:
+            name: matmul
+            dimensions: [M, N, K]
+            data_spaces:
+            - {name: A, projection: [[[M]], [[K]]]}
+            - {name: B, projection: [[[N]], [[K]]]}
+            - {name: Z, projection: [[[M]], [[N]]], read_write: true}
+          instance: {M: 4, N: 4, K: 4}
+        """)
+    cons = {(d.target, d.type): d for d in load_design([arch, prob]).constraints}
+    assert cons["rf", "datatype"].keep == ("A",) and cons["rf", "temporal"].factors == {"K": 1}
+    with pytest.raises(HalocError, match="unknown data space 'Weights'"):
+        load_design([write(tmp_path, "b.yaml", SMALL.replace("CONSTRAINTS", "constraints: {dataspace: {keep: [Weights]}}")), prob])
