@@ -499,3 +499,66 @@ def test_macros_need_the_problem_and_maximize_dims_is_refused(tmp_path: Path) ->
     files = _with_problem(tmp_path, "constraints: {spatial: {maximize_dims: [[M, C]]}}")
     with pytest.raises(HalocError, match="maximize_dims"):
         load_design(files)
+
+
+def test_cli_general_problem_from_a_jinja_top_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "ert.yaml", """
+        ERT:
+          version: 0.3
+          tables:
+          - name: system.DRAM
+            actions: [{name: read, energy: 100}, {name: write, energy: 100}]
+          - name: system.buf
+            actions: [{name: read, energy: 1}, {name: write, energy: 1}]
+          - name: system.mac
+            actions: [{name: compute, energy: 2}]
+        """)
+    top = write(tmp_path, "top.yaml.jinja2", """
+        variables: {version: 0.4, words: {{ words | default(64) }}}
+        architecture:
+          version: 0.4
+          nodes:
+          - !Container {name: system, attributes: {datawidth: 8}}
+          - !Component {name: DRAM, class: DRAM, attributes: {width: 8}}
+          - !Component {name: buf, class: regfile, attributes: {depth: words, width: 8}}
+          - !Component {name: mac, class: intmac}
+        problem:
+          version: 0.4
+          shape:
+            name: Conv1D
+            dimensions: [R, P]
+            data_spaces:
+            - {name: Weights, projection: [[[R]]]}
+            - {name: Inputs, projection: [[[R], [P]]]}
+            - {name: Outputs, projection: [[[P]]], read_write: true}
+          instance: {R: {{ R }}, P: 16}
+        mapping:
+        - {target: DRAM, type: temporal, factors: R=1 P=1, permutation: RP}
+        - {target: buf, type: temporal, factors: R={{ R }} P=16, permutation: RP}
+        """)
+    ert = tmp_path / "ert.yaml"
+    assert main(["cost", "model", str(top), str(ert), "--set", "R=3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["cycles"] == 48 and doc["computes"] == 48
+    assert main(["cost", "model", str(top), str(ert), "--set", "words=2", "--set", "R=3"]) == 2  # the tile no longer fits
+    assert "buf" in capsys.readouterr().err
+
+
+def test_node_constraints_name_the_problem_data_spaces(tmp_path: Path) -> None:
+    arch = write(tmp_path, "a.yaml", SMALL.replace("CONSTRAINTS", "constraints: {dataspace: {keep: [A], bypass: [B, Z]}, temporal: {factors: [K=1]}}"))
+    prob = write(tmp_path, "p.yaml", """
+        problem:
+          version: 0.4
+          shape:
+            name: matmul
+            dimensions: [M, N, K]
+            data_spaces:
+            - {name: A, projection: [[[M]], [[K]]]}
+            - {name: B, projection: [[[N]], [[K]]]}
+            - {name: Z, projection: [[[M]], [[N]]], read_write: true}
+          instance: {M: 4, N: 4, K: 4}
+        """)
+    cons = {(d.target, d.type): d for d in load_design([arch, prob]).constraints}
+    assert cons["rf", "datatype"].keep == ("A",) and cons["rf", "temporal"].factors == {"K": 1}
+    with pytest.raises(HalocError, match="unknown data space 'Weights'"):
+        load_design([write(tmp_path, "b.yaml", SMALL.replace("CONSTRAINTS", "constraints: {dataspace: {keep: [Weights]}}")), prob])

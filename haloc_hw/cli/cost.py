@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from haloc_hw.cost.analytical.model import Evaluation
     from haloc_hw.spec.design import Design
     from haloc_hw.spec.model import Architecture, EnergyTable
-    from haloc_hw.workload import ConvShape
+    from haloc_hw.problem import Workload
 
 ROLES = {
     "architecture": "arch",
@@ -124,7 +124,15 @@ def _load_design(files: list[Path], set_pairs: list[str]) -> Design:
     return load_design(files, set_values=parse_set_values(set_pairs))
 
 
-def _load_common(design: Design) -> tuple[Architecture, ConvShape, EnergyTable, Path]:
+def _problem_dims(design: Design) -> tuple[str, ...]:
+    from haloc_hw.workload import GROUPED_PROBLEM_DIMS
+
+    shape = (design.problem or {}).get("shape")
+    dims = shape.get("dimensions") if isinstance(shape, dict) else None
+    return tuple(str(d) for d in dims) if isinstance(dims, list) and dims else GROUPED_PROBLEM_DIMS
+
+
+def _load_common(design: Design) -> tuple[Architecture, Workload, EnergyTable, Path]:
     from haloc_hw.spec.energy import load_energy_table
     from haloc_hw.spec.shipped import require_ert_path
     from haloc_hw.workload import load_problem
@@ -134,7 +142,16 @@ def _load_common(design: Design) -> tuple[Architecture, ConvShape, EnergyTable, 
     if design.problem is None:
         raise HalocError("no problem file given", key="problem", fix="add the problem YAML to the command line")
     problem_src = design.sources.get("problem")
-    shape = _with_temp_doc({"problem": design.problem}, load_problem, problem_src)
+    shape_section = design.problem.get("shape")
+    if isinstance(shape_section, dict) and (shape_section.get("data_spaces") or shape_section.get("data-spaces")):
+        from haloc_hw.problem import as_conv_shape, problem_from_doc
+
+        # any problem shape; the exact CNN-layer fast path where it is one
+        prob = problem_from_doc(design.problem, file=problem_src)
+        conv = as_conv_shape(prob)
+        shape: Workload = conv if conv is not None else prob
+    else:  # no shape section: a CNN layer, as before
+        shape = _with_temp_doc({"problem": design.problem}, load_problem, problem_src)
     if design.ert is not None:
         ert_src = design.sources.get("ERT")
         energy = _with_temp_doc({"ERT": design.ert}, lambda p: load_energy_table(p, arch), ert_src)
@@ -184,7 +201,7 @@ def run_model(args: argparse.Namespace) -> int:
     arch, shape, energy, _ = _load_common(design)
     if design.mapping is None:
         raise HalocError("no mapping file given", key="mapping", fix="add the mapping YAML to the command line")
-    mapping = mapping_from_entries(design.mapping["mapping"], file=design.sources.get("mapping"), arch=arch)
+    mapping = mapping_from_entries(design.mapping["mapping"], file=design.sources.get("mapping"), arch=arch, dims=_problem_dims(design))
     ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
     doc, text = _report(ev, "haloc-hw cost model", arch, energy)
     if args.out:

@@ -168,7 +168,7 @@ def _check_dim(dim: str, dims: Sequence[str], *, file: str | Path | None, key: s
         )
 
 
-def _data_spaces(value: Any, *, file: str | Path | None, key: str) -> tuple[str, ...]:
+def _data_spaces(value: Any, *, file: str | Path | None, key: str, spaces: Sequence[str] = DATA_SPACES) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, (str, list, tuple)):
@@ -177,8 +177,8 @@ def _data_spaces(value: Any, *, file: str | Path | None, key: str) -> tuple[str,
     out: list[str] = []
     for item in items:
         name = str(item)
-        if name not in DATA_SPACES:
-            raise HalocError(f"unknown data space '{name}'", file=file, key=key, fix=f"use {', '.join(DATA_SPACES)}")
+        if name not in spaces:
+            raise HalocError(f"unknown data space '{name}'", file=file, key=key, fix=f"use {', '.join(spaces)}")
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -200,6 +200,7 @@ def directive_from_entry(
     arch: Architecture | None = None,
     dims: Sequence[str] = GROUPED_PROBLEM_DIMS,
     is_mapping: bool = False,
+    spaces: Sequence[str] = DATA_SPACES,
 ) -> Directive | None:
     """One ``{target, type, ...}`` entry -> :class:`Directive` (``None`` for ignored types)."""
     if not isinstance(entry, dict):
@@ -231,8 +232,8 @@ def directive_from_entry(
             fix=f"use one of {known_targets(arch)}",
         )
     if dtype == "datatype":
-        keep = _data_spaces(entry.get("keep"), file=file, key=f"{key}.keep")
-        bypass = _data_spaces(entry.get("bypass"), file=file, key=f"{key}.bypass")
+        keep = _data_spaces(entry.get("keep"), file=file, key=f"{key}.keep", spaces=spaces)
+        bypass = _data_spaces(entry.get("bypass"), file=file, key=f"{key}.bypass", spaces=spaces)
         both = set(keep) & set(bypass)
         if both:
             raise HalocError(f"{', '.join(sorted(both))} both kept and bypassed", file=file, key=key, fix="list each data space in keep or bypass, not both")
@@ -347,6 +348,7 @@ def node_constraint_directives(
     file: str | Path | None,
     key: str,
     dims: Sequence[str] = GROUPED_PROBLEM_DIMS,
+    spaces: Sequence[str] = DATA_SPACES,
 ) -> list[Directive]:
     """v0.4 per-node ``constraints: {dataspace, temporal, spatial}`` -> directives.
 
@@ -384,7 +386,7 @@ def node_constraint_directives(
             tgt = spatial_target
         entry = dict(block)
         entry.update({"target": tgt, "type": "datatype" if kind == "dataspace" else kind})
-        d = directive_from_entry(entry, file=file, key=f"{key}.{kind}", dims=dims)
+        d = directive_from_entry(entry, file=file, key=f"{key}.{kind}", dims=dims, spaces=spaces)
         if d is not None:
             out.append(d)
     return out

@@ -39,7 +39,7 @@ from haloc_hw.spec.loader import arch_from_dict
 from haloc_hw.spec.macros import problem_info
 from haloc_hw.spec.mapping import Directive
 from haloc_hw.spec.merge import merge_documents
-from haloc_hw.spec.model import Architecture
+from haloc_hw.spec.model import DATA_SPACES, Architecture
 from haloc_hw.spec.process import process_architecture
 from haloc_hw.spec.render import load_spec_file
 from haloc_hw.spec.sparse import DENSE_ONLY, check_document_dense
@@ -262,7 +262,9 @@ def _problem(doc: dict[str, Any], key2file: dict[str, Path], variables: dict[str
     return out
 
 
-def _constraint_sections(doc: dict[str, Any], key2file: dict[str, Path], arch: Architecture, dims: Sequence[str]) -> list[Directive]:
+def _constraint_sections(
+    doc: dict[str, Any], key2file: dict[str, Path], arch: Architecture, dims: Sequence[str], spaces: Sequence[str]
+) -> list[Directive]:
     out: list[Directive] = []
     for top, block in doc.items():
         if "constraints" not in top:
@@ -284,7 +286,7 @@ def _constraint_sections(doc: dict[str, Any], key2file: dict[str, Path], arch: A
                 for unsupported in ("no_reuse", "no_coalesce", "no_link_transfer", "rmw_first_update", "remainders", "default_max_factor", "default_min_factor"):
                     if entry.get(unsupported):
                         raise HalocError(f"constraint '{unsupported}' is not modelled by haloc-hw", file=file, key=f"{k}.{unsupported}", fix=f"remove '{unsupported}'")
-            d = directive_from_entry(_plain(entry), file=file, key=k, arch=arch, dims=dims)
+            d = directive_from_entry(_plain(entry), file=file, key=k, arch=arch, dims=dims, spaces=spaces)
             if d is None:
                 continue
             r = resolve_target(d, arch, file=file, key=k)
@@ -352,17 +354,19 @@ def load_design(paths: Sequence[str | Path], *, set_values: Mapping[str, Any] | 
     if not isinstance(arch_doc, dict):
         raise HalocError("'architecture' must be a mapping", file=arch_file, key="architecture", fix="write 'architecture: {version: 0.4, nodes: [...]}'")
     dims = _problem_dims(doc.get("problem"))
+    info = problem_info(doc.get("problem"))
+    spaces = tuple(info.spaces) if info is not None and info.spaces else DATA_SPACES
     components: list[ComponentSpec]
     if "nodes" in arch_doc:
-        processed, leaves = process_architecture(arch_doc, variables, file=Path(arch_file), problem=problem_info(doc.get("problem")))
-        architecture = arch_from_dict({"architecture": processed}, file=arch_file, dims=dims)
+        processed, leaves = process_architecture(arch_doc, variables, file=Path(arch_file), problem=info)
+        architecture = arch_from_dict({"architecture": processed}, file=arch_file, dims=dims, spaces=spaces)
         components = [ComponentSpec(path=lf.path, name=lf.name, cls=lf.cls, attributes=lf.attributes, instances=lf.instances, kind=lf.kind) for lf in leaves]
         processed_arch: Any = processed
     else:
-        architecture = arch_from_dict({"architecture": arch_doc}, file=arch_file, dims=dims)
+        architecture = arch_from_dict({"architecture": arch_doc}, file=arch_file, dims=dims, spaces=spaces)
         components = _v3_components(architecture)
         processed_arch = arch_doc
-    constraints = [*_node_constraints(architecture), *_constraint_sections(doc, key2file, architecture, dims)]
+    constraints = [*_node_constraints(architecture), *_constraint_sections(doc, key2file, architecture, dims, spaces)]
     compound = _compound_classes(doc, key2file)
     problem = _problem(doc, key2file, variables)
     mapping_raw = doc.get("mapping")

@@ -40,7 +40,7 @@ from typing import Any
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.constraints import node_constraint_directives
 from haloc_hw.spec.mapping import Directive
-from haloc_hw.spec.model import Architecture, ArithmeticLevel, StorageLevel
+from haloc_hw.spec.model import DATA_SPACES, Architecture, ArithmeticLevel, StorageLevel
 from haloc_hw.spec.shipped import resolve_spec_path
 from haloc_hw.spec.yamltags import TaggedNode
 from haloc_hw.workload import GROUPED_PROBLEM_DIMS
@@ -299,6 +299,7 @@ def _walk_v4(
     key: str,
     dims: Sequence[str] = GROUPED_PROBLEM_DIMS,
     aliases: dict[str, tuple[str, bool]] | None = None,
+    spaces: Sequence[str] = DATA_SPACES,
 ) -> tuple[list[_Node], str | None]:
     """Read a (processed) v0.4 node list into nodes, outermost first.
 
@@ -367,7 +368,7 @@ def _walk_v4(
                     line=ev.line,
                 )
                 level.constraints = node_constraint_directives(
-                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims
+                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims, spaces=spaces
                 )
                 if not (isinstance(cons, dict) and cons.get("temporal")):
                     # timeloopfe pins the temporal factors of a fan-out-only node to 1
@@ -382,7 +383,7 @@ def _walk_v4(
                         fix="move dataspace/temporal constraints to a component",
                     )
                 directives = node_constraint_directives(
-                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims
+                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims, spaces=spaces
                 )
                 if out:
                     out[-1].constraints.extend(directives)
@@ -429,6 +430,7 @@ def _walk_v4(
                 file=file,
                 key=f"{ev.key}.constraints",
                 dims=dims,
+                spaces=spaces,
             )
             out.append(node)
     return out, first_name
@@ -623,13 +625,17 @@ def _build(
 
 
 def arch_from_dict(
-    doc: dict[str, Any], *, file: str | Path = "<memory>", dims: Sequence[str] = GROUPED_PROBLEM_DIMS
+    doc: dict[str, Any],
+    *,
+    file: str | Path = "<memory>",
+    dims: Sequence[str] = GROUPED_PROBLEM_DIMS,
+    spaces: Sequence[str] = DATA_SPACES,
 ) -> Architecture:
     """Build an :class:`Architecture` from an already-loaded document (``architecture:`` key).
 
     A v0.4 node list is expected as timeloopfe processed it (plain values); raw files go
     through :func:`haloc_hw.spec.design.load_design`, which evaluates expressions first.
-    ``dims`` are the problem dimensions node constraints may name.
+    ``dims`` and ``spaces`` are the problem dimensions and data spaces node constraints may name.
     """
     file = Path(file)
     arch = doc.get("architecture")
@@ -642,7 +648,7 @@ def arch_from_dict(
         if version is not None and str(version) not in ("0.4", "0.5"):
             raise HalocError(f"'nodes' is v0.4 syntax but version is {version}", file=file, key="architecture.version", fix="set version: 0.4")
         aliases: dict[str, tuple[str, bool]] = {}
-        nodes, first = _walk_v4(arch["nodes"], file=file, key="architecture.nodes", dims=dims, aliases=aliases)
+        nodes, first = _walk_v4(arch["nodes"], file=file, key="architecture.nodes", dims=dims, aliases=aliases, spaces=spaces)
         return _build(nodes, file=file, name=str(first or file.stem), version="0.4", aliases=aliases)
     if "subtree" in arch:
         if version is not None and str(version) not in ("0.3", "0.2"):

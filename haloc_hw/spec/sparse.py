@@ -48,6 +48,24 @@ def _non_empty(value: Any) -> bool:
     return True
 
 
+def _all_dense(value: Any) -> bool:
+    """Densities that are all 1.0 (``{Weights: 1.0}`` or ``{Weights: {density: 1}}``) are dense."""
+
+    def one(v: Any) -> bool:
+        if isinstance(v, dict):
+            if set(map(str, v)) - {"density", "distribution"}:
+                return False
+            v = v.get("density", 1.0)
+        try:
+            return float(v) == 1.0
+        except (TypeError, ValueError):
+            return False
+
+    if isinstance(value, dict):
+        return all(one(v) for v in value.values())
+    return one(value)
+
+
 def refuse(what: str, *, file: str | Path | None, key: str, fix: str | None = None) -> HalocError:
     """The one error for every sparse / CiM construct."""
     return HalocError(f"{what}: {DENSE_ONLY}", file=file, key=key, fix=fix or f"remove '{key.rsplit('.', 1)[-1]}' for a dense evaluation")
@@ -64,10 +82,10 @@ def check_document_dense(doc: dict[str, Any], key2file: dict[str, Path]) -> None
             block = problem.get(where)
             if isinstance(block, dict):
                 for k in ("densities", "density"):
-                    if _non_empty(block.get(k)):
+                    if _non_empty(block.get(k)) and not _all_dense(block.get(k)):
                         raise refuse("data-space densities", file=file, key=f"problem.{where}.{k}")
         for k in ("densities", "density"):
-            if _non_empty(problem.get(k)):
+            if _non_empty(problem.get(k)) and not _all_dense(problem.get(k)):
                 raise refuse("data-space densities", file=file, key=f"problem.{k}")
 
 
