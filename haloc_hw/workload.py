@@ -22,6 +22,8 @@ from haloc_hw.errors import HalocError
 if TYPE_CHECKING:  # torch is imported lazily: cost models that only read tables do not need it
     from torch import nn
 
+    from haloc_hw.problem import Problem
+
 log = logging.getLogger(__name__)
 
 PROBLEM_DIMS: tuple[str, ...] = ("C", "M", "R", "S", "N", "P", "Q")
@@ -124,6 +126,12 @@ class ConvShape:
         if (self.Wdilation, self.Hdilation) != (1, 1):
             text += f"_dl{self.Wdilation}x{self.Hdilation}"
         return text
+
+    def to_problem(self) -> "Problem":
+        """This layer as a general :class:`~haloc_hw.problem.Problem` (Timeloop's CNN-Layer projections)."""
+        from haloc_hw.problem import as_problem
+
+        return as_problem(self)
 
     @property
     def stride(self) -> int | tuple[int, int]:
@@ -435,9 +443,11 @@ def _instance_value(path: Path, key: str, value: Any) -> int:
 def load_problem(path: str | Path) -> ConvShape:
     """Read a Timeloop problem file (v3 hyphenated or v4 underscored) into a :class:`ConvShape`.
 
-    Only ``instance`` carries the numbers; the shape section must declare the standard
-    CNN-Layer dimensions (with ``G`` when grouped). Missing dimensions raise
-    :class:`HalocError`; missing coefficients take the shape's defaults (1).
+    ``instance`` carries the numbers; the shape section must declare the standard
+    CNN-Layer dimensions (with ``G`` when grouped), and where it lists data spaces their
+    projections must be the CNN layer's (a general problem is read by
+    :func:`haloc_hw.problem.load_workload`). Missing dimensions raise :class:`HalocError`;
+    missing coefficients take the shape's defaults (1).
     """
     from haloc_hw.fileio import read_yaml
 
@@ -478,6 +488,19 @@ def load_problem(path: str | Path) -> ConvShape:
             key="problem.instance",
             fix="give every problem dimension a bound",
         )
+    if isinstance(shape_section, dict) and (shape_section.get("data_spaces") or shape_section.get("data-spaces")):
+        # honour the projections: CNN-Layer names with other projections are not a convolution
+        from haloc_hw.problem import as_conv_shape, problem_from_doc
+
+        conv = as_conv_shape(problem_from_doc(problem, file=path))
+        if conv is None:
+            raise HalocError(
+                "the shape's data-space projections are not those of a CNN layer",
+                file=path,
+                key="problem.shape.data_spaces",
+                fix="read it as a general problem (haloc_hw.problem.load_workload / read_problem)",
+            )
+        return conv
     values = {d: _instance_value(path, d, instance[d]) for d in needed}
     for coef in COEFFICIENTS:
         if coef in instance:

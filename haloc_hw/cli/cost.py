@@ -211,7 +211,9 @@ def run_map(args: argparse.Namespace) -> int:
     else:
         constraints = load_constraints([default_constraints_path(arch_path)], arch)  # the shipped row-stationary constraints
     settings = (
-        MapperSettings.from_dict({"mapper": design.mapper}, file=design.sources.get("mapper"))
+        MapperSettings.from_dict(
+            {"mapper": {k: v for k, v in design.mapper.items() if k != "version"}}, file=design.sources.get("mapper")
+        )
         if design.mapper is not None
         else MapperSettings()
     )

@@ -21,60 +21,19 @@ it is printed in pJ with more significant digits than ``pJ/Compute``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from haloc_hw.cost.stats import DataSpaceStats, DataspaceStats, LevelSpecs, LevelStats
 from haloc_hw.errors import HalocError
+
+__all__ = ["DataSpaceStats", "DataspaceStats", "LevelSpecs", "LevelStats", "TimeloopStats", "parse_stats"]
 
 _LEVEL_RE = re.compile(r"^Level (\d+)\s*$")
 _NAME_RE = re.compile(r"^=== (.+) ===\s*$")
 _KV_RE = re.compile(r"^(\s*)([^:=]+?)\s*:\s*(.*?)\s*$")
 _PER_COMPUTE_RE = re.compile(r"^\s+(.+?)\s*=\s*([-+0-9.eE]+|nan|inf|-)\s*$")
 _NUMBER_RE = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-
-
-@dataclass(frozen=True)
-class LevelSpecs:
-    """Hardware parameters Timeloop reports for one storage level (``None`` when printed as ``-``)."""
-
-    size: int | None = None
-    word_bits: int | None = None
-    block_size: int | None = None
-    instances: int | None = None
-    vector_access_energy_pJ: float | None = None
-    energy_source: str | None = None
-    read_bandwidth: float | None = None
-    write_bandwidth: float | None = None
-    technology: str | None = None
-
-
-@dataclass(frozen=True)
-class DataspaceStats:
-    """Per-instance access counts of one data space kept at one level, plus its total energy."""
-
-    reads: int = 0
-    updates: int = 0
-    fills: int = 0
-    temporal_reductions: int = 0
-    utilized_capacity: int = 0
-    partition_size: int = 0
-    utilized_instances: int = 0
-    energy_pJ: float = 0.0
-
-
-@dataclass(frozen=True)
-class LevelStats:
-    """One level of the report: the arithmetic level (index 0) or a storage level."""
-
-    index: int
-    name: str
-    specs: LevelSpecs
-    dataspaces: dict[str, DataspaceStats] = field(default_factory=dict)
-    cycles: int | None = None
-    # arithmetic level only
-    computes: int | None = None
-    utilized_instances: int | None = None
-    energy_pJ: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +149,7 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
             read_bandwidth=_number(specs_raw.get("read bandwidth")),
             write_bandwidth=_number(specs_raw.get("write bandwidth")),
             technology=specs_raw.get("technology"),
+            leak_per_cycle_pJ=_number(specs_raw.get("per-instance-cycle leakage")),
         )
         spaces = {}
         for ds, raw in cur["spaces"].items():
@@ -202,6 +162,8 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
                 partition_size=_int(raw.get("partition size")) or 0,
                 utilized_instances=_int(raw.get("utilized instances (max)")) or 0,
                 energy_pJ=_number(raw.get("energy (total)")) or 0.0,
+                utilized_clusters=_int(raw.get("utilized clusters (max)")) or 0,
+                address_generations=_int(raw.get("address generations (per-cluster)")) or 0,
             )
         stats = cur["stats"]
         levels[cur["name"]] = LevelStats(
@@ -212,7 +174,8 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
             cycles=_int(stats.get("cycles")),
             computes=_int(stats.get("computes (total)")),
             utilized_instances=_int(stats.get("utilized instances")),
-            energy_pJ=_number(stats.get("energy (total)")),
+            total_energy_pJ=_number(stats.get("energy (total)")),
+            leak_pJ=_number(specs_raw.get("leakage energy (total)")) or 0.0,
         )
 
     i = 0

@@ -314,7 +314,8 @@ def resolve_target(d: Directive, arch: Architecture, *, file: str | Path | None,
                 key=f"{key}.factors",
                 fix="move the temporal loops to a storage level",
             )
-        return None if collapsed else replace(d, target=level)
+        # a fan-out-only level here keeps its (all-1) temporal entry; a storage level has its own
+        return replace(d, target=level) if arch.level(level).fanout_only else None
     return replace(d, target=level)
 
 

@@ -36,6 +36,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.spec.constraints import directive_from_entry, resolve_target
 from haloc_hw.spec.expressions import QuotedStr, evaluate, evaluate_mapping
 from haloc_hw.spec.loader import arch_from_dict
+from haloc_hw.spec.macros import problem_info
 from haloc_hw.spec.mapping import Directive
 from haloc_hw.spec.merge import merge_documents
 from haloc_hw.spec.model import Architecture
@@ -353,7 +354,7 @@ def load_design(paths: Sequence[str | Path], *, set_values: Mapping[str, Any] | 
     dims = _problem_dims(doc.get("problem"))
     components: list[ComponentSpec]
     if "nodes" in arch_doc:
-        processed, leaves = process_architecture(arch_doc, variables, file=Path(arch_file))
+        processed, leaves = process_architecture(arch_doc, variables, file=Path(arch_file), problem=problem_info(doc.get("problem")))
         architecture = arch_from_dict({"architecture": processed}, file=arch_file, dims=dims)
         components = [ComponentSpec(path=lf.path, name=lf.name, cls=lf.cls, attributes=lf.attributes, instances=lf.instances, kind=lf.kind) for lf in leaves]
         processed_arch: Any = processed

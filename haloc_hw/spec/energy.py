@@ -6,9 +6,15 @@ energy over its argument variants is taken. Storage op energies are per *vector*
 block of ``block_size`` words):
 
 * read   <- ``random_read``, else ``read``
-* fill   <- ``random_fill``, else ``write``
-* update <- ``random_update``, else ``random_fill``, else ``write``
+* fill   <- ``random_fill``, else ``random_write``, ``fill``, ``write``
+* update <- ``random_update``, else ``random_write``, ``update``, ``random_fill``, ``write``
+  (see ``FILL_ACTIONS`` for how this serves Timeloop 3.0.3 and later versions)
 * compute <- ``mac_random``, else ``mult_random``, ``mac``, ``mult``, ``compute``
+
+``leak`` (pJ per instance and cycle) is read as written (0 when absent) and priced by
+the cost model per level: ``leak * cycles * leaking instances`` (Timeloop's
+``BufferLevel::FinalizeBufferEnergy``). A ``leak`` on the arithmetic level is ignored, as
+Timeloop charges leakage to storage levels only.
 
 An op with no action gets the vector access energy = max over all actions / cluster size
 (also the value Timeloop prints). A ``vector_access_energy`` attribute on the level wins
@@ -35,9 +41,15 @@ from haloc_hw.spec.yamltags import read_spec_mapping
 log = logging.getLogger(__name__)
 
 READ_ACTIONS = ("random_read", "read")
-FILL_ACTIONS = ("random_fill", "write")
-UPDATE_ACTIONS = ("random_update", "random_fill", "write")
+# Timeloop 3.0.3 looks up fill <- random_fill, write and update <- random_update, random_fill,
+# write; later versions (the v0.4-era references) fill <- random_fill, random_write, fill,
+# write and update <- random_update, random_write, update, write. The chains below give
+# each generation's answer on the tables it is used with: 3.0.3-era tables have no
+# ``random_write``/``fill``/``update`` actions, v0.4-era Accelergy tables write ``update``.
+FILL_ACTIONS = ("random_fill", "random_write", "fill", "write")
+UPDATE_ACTIONS = ("random_update", "random_write", "update", "random_fill", "write")
 COMPUTE_ACTIONS = ("mac_random", "mult_random", "mac", "mult", "compute")
+LEAK_ACTION = "leak"
 _RANGES = re.compile(r"\[[^\]]*\]")
 _USER_ENERGY_KEYS = ("vector-access-energy", "vector_access_energy")
 
@@ -124,7 +136,7 @@ def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
         actions = tables.get(lvl.name)
         if user is not None:
             e = _energy(user, file=arch.source or path, key=f"{lvl.name}.attributes.vector-access-energy")
-            storage[lvl.name] = ActionEnergy(e, e, e, e)
+            storage[lvl.name] = ActionEnergy(e, e, e, e, leak=(actions or {}).get(LEAK_ACTION, 0.0))
             matched_any = matched_any or actions is not None
             continue
         if actions is None:
@@ -141,6 +153,7 @@ def load_energy_table(path: str | Path, arch: Architecture) -> EnergyTable:
             fill=vector if fill is None else fill,
             update=vector if update is None else update,
             vector_access=vector,
+            leak=actions.get(LEAK_ACTION, 0.0),
         )
     compute = 0.0
     mac = tables.get(arch.arithmetic.name)

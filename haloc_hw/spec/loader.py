@@ -257,6 +257,8 @@ def _flatten_v4(nodes: Any, *, file: Path, key: str, in_parallel: bool, out: lis
         raise HalocError("'nodes' must be a list", file=file, key=key, fix="write a list of !Container / !Component nodes")
     for i, node in enumerate(nodes):
         nkey = f"{key}[{i}]"
+        if isinstance(node, TaggedNode) and isinstance(node.body.get("__source_key"), str):
+            nkey = node.body["__source_key"]  # set by haloc_hw.spec.process
         if not isinstance(node, TaggedNode):
             raise HalocError(
                 "node has no tag",

@@ -133,6 +133,10 @@ class ActionEnergy:
     fill: float
     update: float
     vector_access: float  # max over all actions / cluster size (what Timeloop prints)
+    # ERT ``leak``: pJ per instance per cycle. Timeloop (since the v0.4 era; 3.0.3 has no
+    # leakage) charges ``leak * total cycles * leaking instances`` per level, see
+    # haloc_hw.cost.analytical.model.leak_instances.
+    leak: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ what timeloopfe does before anything reaches Timeloop or Accelergy, and no more:
   chain (Timeloop 3's default network model is what we count);
 * sparse optimisations, density/compression attributes and compute-in-memory classes are
   refused (:mod:`haloc_hw.spec.sparse`);
-* constraint blocks are checked: what the model supports passes on, the rest is refused by
-  name.
+* constraint blocks are checked: timeloopfe's macros (``factors_only``, ``keep_only``...)
+  are expanded with the problem, a string ``split`` is evaluated; what the model supports
+  passes on, the rest is refused by name.
 
 The result is the same node list with plain values (the loader builds the storage chain
 from it) plus one :class:`Leaf` record per component, from which
@@ -32,10 +33,15 @@ from typing import Any
 
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.expressions import QuotedStr, evaluate, evaluate_mapping
+from haloc_hw.spec.macros import ProblemInfo, expand_block
 from haloc_hw.spec.sparse import check_component_dense
 from haloc_hw.spec.yamltags import TaggedNode
 
 log = logging.getLogger(__name__)
+
+# Processed nodes remember where they were written (dropped nodes shift the indices), so
+# the loader's messages name the key in the user's file.
+SOURCE_KEY = "__source_key"
 
 STORAGE_WORDS = ("dram", "sram", "regfile", "smartbuffer", "storage", "buffer")
 COMPUTE_WORDS = ("mac", "compute")
@@ -71,6 +77,8 @@ KNOWN_UNSUPPORTED = {
     "default_max_factor": "default_max_factor",
     "default_min_factor": "default_min_factor",
     "remainders": "remainders (imperfect factorization)",
+    "maximize_dims": "maximize_dims (timeloopfe's greedy factor macro)",
+    "maximize_dims_capacity": "maximize_dims_capacity",
 }
 
 
@@ -111,8 +119,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_constraint_group(cons: Any, *, file: Path, key: str) -> dict[str, Any] | None:
-    """A node's ``constraints`` with every unsupported part refused by name."""
+def check_constraint_group(
+    cons: Any,
+    *,
+    file: Path,
+    key: str,
+    problem: ProblemInfo | None = None,
+    scope: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """A node's ``constraints`` with macros expanded (:mod:`haloc_hw.spec.macros`), a
+    string ``split`` evaluated over ``scope``, and every unsupported part refused by name."""
     if cons is None:
         return None
     if not isinstance(cons, dict):
@@ -131,6 +147,9 @@ def check_constraint_group(cons: Any, *, file: Path, key: str) -> dict[str, Any]
             )
         if not isinstance(block, dict):
             raise HalocError(f"'{kind}' must be a mapping", file=file, key=f"{key}.{kind}", fix="e.g. {factors: [N=1], permutation: [N, C]}")
+        block = expand_block(kind, {str(k): v for k, v in block.items()}, problem, file=file, key=f"{key}.{kind}")
+        if isinstance(block.get("split"), str):
+            block["split"] = evaluate(block["split"], scope or {}, file=file, key=f"{key}.{kind}.split")
         for sub, value in block.items():
             sub = str(sub)
             if sub in SUPPORTED_CONSTRAINTS[kind]:
@@ -149,8 +168,9 @@ def check_constraint_group(cons: Any, *, file: Path, key: str) -> dict[str, Any]
 
 
 class _Walker:
-    def __init__(self, variables: dict[str, Any], *, file: Path) -> None:
+    def __init__(self, variables: dict[str, Any], *, file: Path, problem: ProblemInfo | None = None) -> None:
         self.file = file
+        self.problem = problem
         self.scope: dict[str, Any] = dict(variables)
         self.inherited: dict[str, Any] = {}
         self.variables = dict(variables)
@@ -208,7 +228,7 @@ class _Walker:
                 if unknown:
                     raise HalocError(f"unknown key(s) {', '.join(sorted(unknown))} on !{node.tag}", file=self.file, key=nkey, fix="a branch only has 'nodes'")
                 children = self.walk(node.body.get("nodes") or [], f"{nkey}.nodes", in_parallel or node.tag == "Parallel")
-                out.append(TaggedNode(tag=node.tag, body={"nodes": children}, line=node.line))
+                out.append(TaggedNode(tag=node.tag, body={"nodes": children, SOURCE_KEY: nkey}, line=node.line))
                 continue
             processed = self._leaf(node, nkey, in_parallel)
             if processed is not None:
@@ -248,8 +268,10 @@ class _Walker:
         if in_parallel and fan != 1:
             raise HalocError(f"component '{name}' with a fan-out inside !Parallel", file=self.file, key=f"{key}.spatial", fix="move the fan-out to a !Container above the !Parallel")
         check_component_dense(body, attrs, cls, file=self.file, key=key)
-        cons = check_constraint_group(body.get("constraints"), file=self.file, key=f"{key}.constraints")
-        new_body: dict[str, Any] = {"name": name, "attributes": _plain(attrs)}
+        cons = check_constraint_group(
+            body.get("constraints"), file=self.file, key=f"{key}.constraints", problem=self.problem, scope={**self.scope, **attrs}
+        )
+        new_body: dict[str, Any] = {"name": name, "attributes": _plain(attrs), SOURCE_KEY: key}
         if spatial is not None:
             new_body["spatial"] = spatial
         if cons:
@@ -310,9 +332,14 @@ class _Walker:
         )
 
 
-def process_architecture(arch: dict[str, Any], variables: dict[str, Any], *, file: Path) -> tuple[dict[str, Any], list[Leaf]]:
-    """Process a v0.4 ``architecture`` mapping; returns (processed mapping, leaves)."""
-    walker = _Walker(variables, file=file)
+def process_architecture(
+    arch: dict[str, Any], variables: dict[str, Any], *, file: Path, problem: ProblemInfo | None = None
+) -> tuple[dict[str, Any], list[Leaf]]:
+    """Process a v0.4 ``architecture`` mapping; returns (processed mapping, leaves).
+
+    ``problem`` (dimensions and data spaces) is needed only to expand constraint macros.
+    """
+    walker = _Walker(variables, file=file, problem=problem)
     nodes = walker.walk(arch.get("nodes") or [], "architecture.nodes", False)
     out = {k: v for k, v in arch.items() if k != "nodes"}
     out["nodes"] = nodes

@@ -106,7 +106,7 @@ class AnalyticalCostModel:
             },
             "energy": {
                 "compute": self.energy.compute,
-                "storage": {k: dataclasses.asdict(v) for k, v in sorted(self.energy.storage.items())},
+                "storage": {k: _energy_dict(v) for k, v in sorted(self.energy.storage.items())},
             },
             "constraints": sorted((_directive_dict(d) for d in self.constraints.directives), key=lambda d: (d["target"], d["type"])),
             "metric": ",".join(self.metric),
@@ -137,6 +137,15 @@ class AnalyticalCostModel:
                 breakdown=breakdown,
             ))
         return out
+
+
+def _energy_dict(ae: Any) -> dict[str, Any]:
+    """Action energies for the fingerprint; a zero ``leak`` is left out so tables built
+    before leakage was modelled keep their fingerprint."""
+    d = dataclasses.asdict(ae)
+    if not d.get("leak"):
+        d.pop("leak", None)
+    return d
 
 
 def _level_energies(ev: Evaluation) -> dict[str, float]:

@@ -44,7 +44,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.fileio import read_yaml
 from haloc_hw.spec.mapping import Constraints, Mapping
 from haloc_hw.spec.model import Architecture, EnergyTable
-from haloc_hw.workload import ConvShape
+from haloc_hw.problem import Workload, describe
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ class Mapper:
                 split=tuple(spec.split[i] if space.levels[i].has_spatial else 0 for i in range(len(names))),
                 keep=spec.keep,
                 slots=tuple(Slot(names[lv], kind, dim) for (lv, kind, dim) in slots),
+                spaces=space.spaces,
             )
             self._structures[key] = st
         return st
@@ -213,7 +214,7 @@ class Mapper:
         return mapping_from_structure(st, np.array([merged[k][0] for k in slots], dtype=np.int64))
 
     # ------------------------------------------------------------------ search
-    def search(self, shape: ConvShape, metric: str | Sequence[str] | None = None) -> MapperResult:
+    def search(self, shape: Workload, metric: str | Sequence[str] | None = None) -> MapperResult:
         """Best mapping of ``shape`` by ``metric`` (default: the settings' metric)."""
         t0 = time.perf_counter()
         objectives = parse_metric(metric) if metric is not None else self.settings.metric
@@ -310,7 +311,7 @@ class Mapper:
 
         top = max(1, self.settings.refine_top)
         delay_first = objectives[0] == "delay"
-        mac_energy = shape.macs * self.energy.compute
+        mac_energy = space.problem.macs * self.energy.compute
         rng = np.random.default_rng(self.settings.seed)
         sampled = False
         pending = [(spec, rows, cc, np.ones(rows.shape[0], dtype=bool)) for spec, rows, cc in groups]
@@ -367,7 +368,9 @@ class Mapper:
         if not space.free_temporal_levels():
             return [tuple(space.default_temporal(i) for i in range(n))]
         out: list[tuple[str, ...]] = []
-        for st in ("Outputs", "Weights", "Inputs"):
+        # read-write data spaces (the outputs) first, then the others in problem order
+        spaces = sorted(space.problem.data_spaces, key=lambda t: not t.read_write)
+        for st in (t.name for t in spaces):
             t = tuple(space.default_temporal(i, st) for i in range(n))
             if t not in out:
                 out.append(t)
@@ -480,7 +483,5 @@ def _dedupe(best: _Best) -> tuple[list, list, list, list]:
     return out
 
 
-def _shape_text(shape: ConvShape) -> str:
-    g = f" G={shape.G}" if shape.G > 1 else ""
-    return (f"C={shape.C} M={shape.M} R={shape.R} S={shape.S} P={shape.P} Q={shape.Q} N={shape.N}{g} "
-            f"stride={shape.Wstride}x{shape.Hstride}")
+def _shape_text(shape: Workload) -> str:
+    return describe(shape)

@@ -1,4 +1,4 @@
-"""The constrained map space of one convolution on one architecture.
+"""The constrained map space of one problem (a convolution or any Timeloop problem) on one architecture.
 
 A mapping is, per storage level, a temporal loop order with one factor per problem
 dimension, a spatial order + X/Y split with one factor per dimension (levels with fan-out
@@ -33,19 +33,20 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.constraints import merge_directives
 from haloc_hw.spec.mapping import Constraints, Directive, DirectiveType
+from haloc_hw.problem import Workload, as_problem
 from haloc_hw.spec.model import DATA_SPACES, Architecture
-from haloc_hw.workload import ConvShape
 
 Kind = Literal["T", "X", "Y"]
 
-# Which data spaces a problem dimension indexes (dense convolution, Timeloop's projections).
+# Which data spaces a CNN-layer dimension indexes (Timeloop's projections); a general
+# problem's own relevance is ``Problem.relevant``. Kept for callers of the CNN names.
 RELEVANT: dict[str, frozenset[str]] = {
     "G": frozenset(DATA_SPACES),
     "C": frozenset({"Weights", "Inputs"}),
@@ -162,8 +163,14 @@ def _merged(constraints: Constraints, target: str, type_: DirectiveType) -> Dire
     return merge_directives(found, constraints.source)[0] if found else None
 
 
-def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(fixed innermost prefix, free middle, fixed outermost suffix), dims of this shape only."""
+def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: str,
+                known: frozenset[str] | None = None) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(fixed innermost prefix, free middle, fixed outermost suffix), dims of this shape only.
+
+    ``known``: letters a permutation may name (default: the CNN-layer dims, so constraints
+    written for grouped layers also serve ungrouped ones); letters outside the shape are dropped.
+    """
+    known = frozenset(RELEVANT) if known is None else known
     prefix_s = (d.permutation or "") if d else ""
     suffix_s = (d.permutation_suffix or "") if d else ""
     for sep in ("_", " "):
@@ -173,7 +180,7 @@ def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: 
     suffix_s = suffix_s.replace("_", "").replace(" ", "")
     letters = prefix_s + suffix_s
     for ch in letters:
-        if ch not in RELEVANT:
+        if ch not in known:
             raise HalocError(f"unknown dimension '{ch}' in permutation", file=source or None, key=f"{where}.permutation", fix=f"use letters from {''.join(dims)}")
     if len(set(letters)) != len(letters):
         raise HalocError("a dimension appears twice in the permutation", file=source or None, key=f"{where}.permutation", fix="list each dimension once")
@@ -184,15 +191,36 @@ def _perm_parts(d: Directive | None, dims: tuple[str, ...], where: str, source: 
 
 
 class MapSpace:
-    """The constrained map space of ``shape`` on ``arch`` (see the module docstring)."""
+    """The constrained map space of ``shape`` on ``arch`` (see the module docstring).
 
-    def __init__(self, arch: Architecture, constraints: Constraints, shape: ConvShape, limits: SpaceLimits | None = None) -> None:
+    ``shape`` is a ConvShape or a :class:`~haloc_hw.problem.Problem`; everything here works
+    on its Problem (dimensions, data spaces and their projections).
+    """
+
+    def __init__(self, arch: Architecture, constraints: Constraints, shape: Workload, limits: SpaceLimits | None = None) -> None:
         self.arch = arch
         self.constraints = constraints
         self.shape = shape
+        self.problem = problem = as_problem(shape)
         self.limits = limits or SpaceLimits()
-        self.bounds: dict[str, int] = dict(shape.dims)
+        self.bounds: dict[str, int] = dict(problem.dims)
         self.dims: tuple[str, ...] = tuple(self.bounds)
+        self.spaces: tuple[str, ...] = problem.space_names
+        self.relevant: dict[str, frozenset[str]] = {d: problem.relevant(d) for d in self.dims}
+        cnn_like = set(self.dims) <= set(RELEVANT)
+        self._known_letters = frozenset(RELEVANT) | frozenset(self.dims) if cnn_like else frozenset(self.dims)
+        # per data space: single-term axes [(dim, c)] and multi-term axes [[(dim, c), ...]]
+        self._single: list[list[tuple[str, int]]] = []
+        self._multi: list[list[tuple[tuple[str, int], ...]]] = []
+        for t in problem.data_spaces:
+            self._single.append([axis[0] for axis in t.projection if len(axis) == 1])
+            self._multi.append([axis for axis in t.projection if len(axis) > 1])
+        # sliding-window rank of each dim (default loop orders): dims of multi-term axes that
+        # also index a read-write space first (P, Q), then other multi-term dims (R, S)
+        multi_dims = {d for axes in self._multi for axis in axes for d, _ in axis}
+        rw_dims = {d for t in problem.data_spaces if t.read_write for d in t.dims}
+        self._halo = {d: ((0 if d in rw_dims else 1), self.dims.index(d)) if d in multi_dims else (2, 0)
+                      for d in self.dims}
         self.n_levels = len(arch.levels)
         self._source = constraints.source or ""
         names = set(arch.level_names)
@@ -225,8 +253,8 @@ class MapSpace:
         lvl = self.arch.levels[i]
         fan = self.arch.fanout(i)
         t, s, dt = (self._directives[lvl.name, ty] for ty in ("temporal", "spatial", "datatype"))
-        tp, tm, ts = _perm_parts(t, self.dims, f"{lvl.name}.temporal", self._source)
-        sp, sm, ss = _perm_parts(s, self.dims, f"{lvl.name}.spatial", self._source)
+        tp, tm, ts = _perm_parts(t, self.dims, f"{lvl.name}.temporal", self._source, self._known_letters)
+        sp, sm, ss = _perm_parts(s, self.dims, f"{lvl.name}.spatial", self._source, self._known_letters)
         split = s.split if s else None
         side: dict[str, str] = {}
         x_mid_max = y_mid_max = None
@@ -257,17 +285,17 @@ class MapSpace:
             keep_fixed: frozenset[str] = frozenset()
             keep_free: tuple[str, ...] = ()
         elif i == 0:
-            keep_fixed, keep_free = frozenset(DATA_SPACES), ()
+            keep_fixed, keep_free = frozenset(self.spaces), ()
         else:
             kept = set(dt.keep or ()) if dt else set()
             byp = set(dt.bypass or ()) if dt else set()
             for name in kept | byp:
-                if name not in DATA_SPACES:
-                    raise HalocError(f"unknown data space '{name}'", file=self._source or None, key=f"{lvl.name}.keep", fix=f"use {', '.join(DATA_SPACES)}")
+                if name not in self.spaces:
+                    raise HalocError(f"unknown data space '{name}'", file=self._source or None, key=f"{lvl.name}.keep", fix=f"use {', '.join(self.spaces)}")
             if kept & byp:
                 raise HalocError(f"data space kept and bypassed at once: {sorted(kept & byp)}", file=self._source or None, key=f"{lvl.name}.bypass", fix="name it in only one list")
             keep_fixed = frozenset(kept)
-            keep_free = tuple(t_ for t_ in DATA_SPACES if t_ not in kept and t_ not in byp)
+            keep_free = tuple(t_ for t_ in self.spaces if t_ not in kept and t_ not in byp)
         cap = None if lvl.size_words is None or lvl.is_dram else lvl.effective_size
         return LevelRule(
             index=i, name=lvl.name, fanout=fan, capacity=cap, fanout_only=lvl.fanout_only,
@@ -280,7 +308,13 @@ class MapSpace:
         for i, rule in enumerate(self.levels):
             name = rule.name
             t, s = self._directives[name, "temporal"], self._directives[name, "spatial"]
+            ones = Directive(target=name, type="temporal", factors={d: 1 for d in self.dims})
             for dim in self.dims:
+                if rule.fanout_only and not _names_dim(t, dim):
+                    # Timeloop's map space (timeloopfe pins them): a fan-out-only container
+                    # has no temporal loops unless a constraint on it gives that factor
+                    self._add_column(Column(i, "T", dim), ones, f"{name}.temporal")
+                    continue
                 self._add_column(Column(i, "T", dim), t, f"{name}.temporal")
             if not rule.has_spatial:
                 if s is not None:
@@ -333,13 +367,29 @@ class MapSpace:
         return [tuple(o[0] for o in per_level)], False
 
     def keep_options(self, level: int) -> list[frozenset[str]]:
-        """Every keep set the constraints allow at ``level`` (fixed keeps plus any subset of the free ones)."""
+        """Every keep set the constraints allow at ``level`` (fixed keeps plus any subset of the free ones).
+
+        Sets whose smallest tiles (the factors the constraints fix, all others 1) already
+        overflow the level are left out: no mapping could use them. So a 1-word register
+        that must keep Outputs offers only {Outputs}, as in Timeloop, instead of starting
+        the search from "keep everything", which can never fit. If no set fits, all are
+        returned (the search then explains the overflow).
+        """
         rule = self.levels[level]
         out = []
         for r in range(len(rule.keep_free) + 1):
             for sub in itertools.combinations(rule.keep_free, r):
                 out.append(rule.keep_fixed | frozenset(sub))
-        return out
+        if rule.capacity is None or not rule.keep_free:
+            return out
+        smallest = self._smallest_tiles()
+        fits = [o for o in out if sum(int(smallest[t][0, level]) for t in o) <= rule.capacity]
+        return fits or out
+
+    def _smallest_tiles(self) -> dict[str, np.ndarray]:
+        if not hasattr(self, "_min_tiles"):
+            self._min_tiles = self.tile_sizes(self.extents(self.base_row()[None, :]))
+        return self._min_tiles
 
     # ------------------------------------------------------------------ factor rows
     def dim_options(self, dim: str) -> np.ndarray:
@@ -381,18 +431,23 @@ class MapSpace:
         return np.flip(np.cumprod(np.flip(per, axis=1), axis=1), axis=1)
 
     def tile_sizes(self, ext: np.ndarray) -> dict[str, np.ndarray]:
-        """Tile size of every data space at every level (rows × levels)."""
+        """Tile size of every data space at every level (rows × levels).
+
+        Timeloop's box rule for any projection: an axis ``Σ c·d`` spans
+        ``1 + Σ c·(ext[d] − 1)`` points (the sliding window of a convolution is the case
+        ``P·Wstride + R·Wdilation``); the tile is the product over axes.
+        """
         e = {d: ext[:, :, k] for k, d in enumerate(self.dims)}
-        one = np.ones_like(ext[:, :, 0])
-        g = e.get("G", one)
-        sh = self.shape
-        w = (e["P"] - 1) * sh.Wstride + (e["R"] - 1) * sh.Wdilation + 1
-        h = (e["Q"] - 1) * sh.Hstride + (e["S"] - 1) * sh.Hdilation + 1
-        return {
-            "Weights": g * e["C"] * e["M"] * e["R"] * e["S"],
-            "Inputs": e["N"] * g * e["C"] * w * h,
-            "Outputs": e["N"] * g * e["M"] * e["P"] * e["Q"],
-        }
+        out: dict[str, np.ndarray] = {}
+        for t in self.problem.data_spaces:
+            size = np.ones_like(ext[:, :, 0])
+            for axis in t.projection:
+                span = np.ones_like(size)
+                for d, c in axis:
+                    span = span + c * (e[d] - 1)
+                size = size * span
+            out[t.name] = size
+        return out
 
     def _feasible(self, rows: np.ndarray, keep: tuple[frozenset[str], ...]) -> np.ndarray:
         """Rows passing the fan-out and capacity checks (exact on complete rows, a bound on partial ones)."""
@@ -460,7 +515,7 @@ class MapSpace:
 
     def compute_cycles(self, rows: np.ndarray) -> np.ndarray:
         """MAC cycles of each row (= temporal iterations): a lower bound on its cycles."""
-        return self.shape.macs // self.spatial_product(rows)
+        return self.problem.macs // self.spatial_product(rows)
 
     def _dim_tables(self, dim: str, opts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per option of ``dim``: cumulative extent per level, X and Y factor per level (each m × L)."""
@@ -568,12 +623,17 @@ class MapSpace:
         for d in order:
             if options[d].shape[0] == 0:
                 return np.zeros((0, len(self.columns)), dtype=np.int64)
-        sh = self.shape
         caps = [(r.index, r.capacity, keep[r.index]) for r in self.levels if r.capacity is not None and keep[r.index]]
         fx, fy = self._fanout_limits()
         one = np.ones((1, nl), dtype=np.int64)
-        st = {k: one.copy() for k in ("W", "I", "O", "X", "Y")}
-        ext = {d: one.copy() for d in ("P", "R", "Q", "S")}
+        needed = sorted({self.spaces.index(t) for _, _, kept in caps for t in kept})
+        # running state per partial row (each (rows, levels)): X/Y fan-out use, per data space
+        # the product of its single-term axis spans, and per multi-term axis Σ c·(ext − 1)
+        st: dict[Any, np.ndarray] = {"X": one.copy(), "Y": one.copy()}
+        for t in needed:
+            st[("p", t)] = one.copy()
+            for a in range(len(self._multi[t])):
+                st[("m", t, a)] = np.zeros((1, nl), dtype=np.int64)
         idx = np.zeros((1, 0), dtype=np.int64)
         for d in order:
             opts = options[d]
@@ -583,39 +643,43 @@ class MapSpace:
                 sel = self._reduce_idx(st["X"] * st["Y"], max(1, (2 * limit) // m))
                 idx = idx[sel]
                 st = {k: v[sel] for k, v in st.items()}
-                ext = {k: v[sel] for k, v in ext.items()}
                 n = idx.shape[0]
             rep = lambda a: np.repeat(a, m, axis=0)  # noqa: E731
             til = lambda a: np.tile(a, (n, 1))  # noqa: E731
-            new_st = {
+            new_st: dict[Any, np.ndarray] = {
                 "X": rep(st["X"]) * til(xf),
                 "Y": rep(st["Y"]) * til(yf),
             }
-            rel = RELEVANT[d]
-            for key, space in (("W", "Weights"), ("I", "Inputs"), ("O", "Outputs")):
-                if space in rel and not (space == "Inputs" and d in ext):
-                    new_st[key] = rep(st[key]) * til(e)
-                else:
-                    new_st[key] = rep(st[key])
-            new_ext = {k: (til(e) if k == d else rep(v)) for k, v in ext.items()}
+            for t in needed:
+                f = None
+                for dd, c in self._single[t]:
+                    if dd == d:
+                        span = e if c == 1 else 1 + c * (e - 1)
+                        f = span if f is None else f * span
+                new_st[("p", t)] = rep(st[("p", t)]) if f is None else rep(st[("p", t)]) * til(f)
+                for a, axis in enumerate(self._multi[t]):
+                    cs = sum(c for dd, c in axis if dd == d)
+                    old = st[("m", t, a)]
+                    new_st[("m", t, a)] = rep(old) + til(cs * (e - 1)) if cs else rep(old)
             ok = ((new_st["X"] <= fx) & (new_st["Y"] <= fy)).all(axis=1)
             if caps:
-                w = (new_ext["P"] - 1) * sh.Wstride + (new_ext["R"] - 1) * sh.Wdilation + 1
-                h = (new_ext["Q"] - 1) * sh.Hstride + (new_ext["S"] - 1) * sh.Hdilation + 1
-                tiles = {"Weights": new_st["W"], "Inputs": new_st["I"] * w * h, "Outputs": new_st["O"]}
+                tiles: dict[str, np.ndarray] = {}
+                for t in needed:
+                    size = new_st[("p", t)]
+                    for a in range(len(self._multi[t])):
+                        size = size * (1 + new_st[("m", t, a)])
+                    tiles[self.spaces[t]] = size
                 for li, cap, kept in caps:
                     ok &= sum(tiles[t][:, li] for t in kept) <= cap
             new_idx = np.concatenate([rep(idx), til(np.arange(m, dtype=np.int64)[:, None])], axis=1)
             idx = new_idx[ok]
             st = {k: v[ok] for k, v in new_st.items()}
-            ext = {k: v[ok] for k, v in new_ext.items()}
             if idx.shape[0] == 0:
                 return np.zeros((0, len(self.columns)), dtype=np.int64)
             if idx.shape[0] > limit:
                 sel = self._reduce_idx(st["X"] * st["Y"], limit)
                 idx = idx[sel]
                 st = {k: v[sel] for k, v in st.items()}
-                ext = {k: v[sel] for k, v in ext.items()}
         rows = np.tile(self.base_row(), (idx.shape[0], 1))
         for k, d in enumerate(order):
             free = self._free[d]
@@ -719,7 +783,7 @@ class MapSpace:
         rule = self.levels[level]
         middle = list(rule.t_middle)
         if stationary is not None:
-            middle.sort(key=lambda d: (stationary in RELEVANT[d], _halo_rank(d)))
+            middle.sort(key=lambda d: (stationary in self.relevant[d], self._halo[d]))
         return "".join(rule.t_prefix + tuple(middle) + rule.t_suffix)
 
     def free_temporal_levels(self) -> list[int]:
@@ -744,7 +808,7 @@ class MapSpace:
         else:
             groups: dict[frozenset[str], list[str]] = {}
             for d in active:
-                groups.setdefault(RELEVANT[d], []).append(d)
+                groups.setdefault(self.relevant[d], []).append(d)
             glist = sorted(groups.values(), key=lambda g: self.dims.index(g[0]))
             seen: set[tuple[str, ...]] = set()
             perms = []
@@ -811,6 +875,11 @@ class MapSpace:
             if self.dim_options(d).shape[0] == 0:
                 return f"no factorization of {d}={self.bounds[d]} fits the free slots (factor caps, fan-out limits)"
         return "no combination of factors satisfies every capacity and fan-out limit at once"
+
+
+def _names_dim(d: Directive | None, dim: str) -> bool:
+    """Whether a directive constrains ``dim``'s factor (fixed, max or min)."""
+    return d is not None and (dim in d.factors or dim in d.max_factors or dim in d.min_factors)
 
 
 def _primes(n: int) -> list[int]:

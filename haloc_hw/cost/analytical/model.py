@@ -5,6 +5,18 @@ Timeloop's sampled schedule, multicast / spatial reduction, link transfers, coll
 bypass, first-read elision, per-instance rounding, energy with per-op ceil of block
 vectors, bandwidth throttling). They reproduce ``timeloop-model`` 3.0.3 exactly.
 
+Problems are general (:class:`~haloc_hw.problem.Problem`; a ConvShape converts exactly):
+every data-space axis is a sum of ``c·dim`` terms and a tile spans ``1 + Σ c·(ext − 1)``
+points per axis, so the sliding window of a convolution is one case of the rule. Two
+rules beyond the 3.0.3 digest, checked against the v0.4-era exercise references:
+
+* leakage: a level's ERT ``leak`` (pJ per instance and cycle) costs ``leak × cycles ×``
+  :func:`leak_instances` (utilized instances, at least one; ``power_gated_at`` groups);
+  it is part of the level's and the total energy, not of any data space's;
+* a spatial run on the innermost storage level (fan-out straight to the MACs, e.g.
+  timeloopfe's ``inter_*_spatial`` level) counts the MACs' operand deliveries with the
+  delivery rule on a one-point tile instead of one per compute.
+
 There is one implementation, vectorised over a batch of mappings that share a
 :class:`~haloc_hw.cost.analytical.nest.MappingStructure` and differ in loop factors:
 :meth:`AnalyticalModel.evaluate_batch`. :meth:`AnalyticalModel.evaluate` runs the same code
@@ -32,10 +44,11 @@ from haloc_hw.cost.analytical.nest import (
     structure_from_mapping,
 )
 from haloc_hw.cost.base import Cost
+from haloc_hw.cost.stats import DataSpaceStats, LevelStats
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Mapping
 from haloc_hw.spec.model import Architecture, EnergyTable, StorageLevel
-from haloc_hw.workload import ConvShape
+from haloc_hw.problem import Workload
 
 log = logging.getLogger(__name__)
 
@@ -43,38 +56,9 @@ MODEL_VERSION = "timeloop-3.0.3-closed-form-1"
 
 
 # --------------------------------------------------------------------------------------
-# Results
+# Results (per-level types shared with the stats.txt parser: haloc_hw.cost.stats)
 
-
-@dataclass(frozen=True)
-class DataSpaceStats:
-    """Per-instance statistics of one data space at one level (Timeloop's stats.txt fields)."""
-
-    partition_size: int
-    utilized_capacity: int
-    utilized_instances: int
-    reads: int
-    updates: int
-    fills: int
-    temporal_reductions: int
-    energy_pJ: float
-    utilized_clusters: int = 0
-    address_generations: int = 0
-
-
-@dataclass(frozen=True)
-class LevelStats:
-    """One storage level: instances used, cycles, throttling and its kept data spaces."""
-
-    name: str
-    utilized_instances: int
-    cycles: int
-    throttling: float
-    dataspaces: dict[str, DataSpaceStats] = field(default_factory=dict)
-
-    @property
-    def energy_pJ(self) -> float:
-        return float(sum(d.energy_pJ for d in self.dataspaces.values()))
+__all__ = ["AnalyticalModel", "BatchResult", "DataSpaceStats", "Evaluation", "LevelStats", "leak_instances"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +81,17 @@ class Evaluation:
                 return lvl
         raise KeyError(name)
 
+    @property
+    def leak_pJ(self) -> float:
+        """Leakage energy of all storage levels (included in :attr:`energy_pJ`)."""
+        return float(sum(lvl.leak_pJ for lvl in self.levels))
+
     def to_json(self) -> dict[str, Any]:
         """Plain summary: totals and per level / data space reads, fills, updates, energy."""
         return {
             "cycles": self.cycles,
             "energy_pJ": self.energy_pJ,
+            "leak_pJ": self.leak_pJ,
             "computes": self.computes,
             "utilization": self.utilization,
             "mac_energy_pJ": self.mac_energy_pJ,
@@ -134,7 +124,7 @@ class BatchResult:
     ``valid`` is False where tiles overflow a buffer or the spatial factors do not fit the
     mesh. Cycles/energy are still computed for those rows, but without the (rare, per-row)
     link-transfer correction, so they are only indicative. ``tile_sizes`` is
-    ``(B, n_levels, 3)`` (levels outermost first, data spaces Weights/Inputs/Outputs,
+    ``(B, n_levels, n_spaces)`` (levels outermost first, data spaces in problem order,
     0 where a level bypasses) when requested.
     """
 
@@ -188,6 +178,36 @@ def _tile(ext: np.ndarray, axes: tuple[tuple[tuple[int, int], ...], ...]) -> np.
 def _partial(E: np.ndarray, Esz: np.ndarray, x: np.ndarray) -> np.ndarray:
     """New data when a box of extents E moves by x: |E| - overlap."""
     return Esz - np.prod(np.maximum(0, E - np.abs(x)), axis=1)
+
+
+def _utilized(keep: np.ndarray, inst: list[np.ndarray], s: int) -> np.ndarray:
+    """Timeloop's max over data spaces of utilized instances, at least 1 (0 for a bypassed one)."""
+    return inst[s] if bool(keep[s].any()) else np.ones_like(inst[s])
+
+
+def leak_instances(levels: list[StorageLevel], keep: np.ndarray, inst: list[np.ndarray], s: int) -> np.ndarray:
+    """Instances of level ``s`` (innermost = 0) that leak in every cycle.
+
+    Timeloop (``BufferLevel::ComputeLeaksPerCycle``): the utilized instances (max over data
+    spaces, at least 1), unused instances being power-gated individually. With a
+    ``power_gated_at`` attribute naming another level, instances are gated in groups of
+    ``instances / that level's instances``; when a group holds more than one instance, every
+    instance of a group with one used member leaks: ``group size * that level's utilized
+    instances``.
+    """
+    mine = _utilized(keep, inst, s)
+    name = levels[s].attributes.get("power_gated_at")
+    if not name:
+        return mine
+    names = [lv.name for lv in levels]
+    if name not in names:
+        raise HalocError(f"power_gated_at names unknown level '{name}'", key=f"{levels[s].name}.power_gated_at",
+                         fix=f"use one of {', '.join(names)}")
+    g = names.index(name)
+    group = levels[s].instances / max(levels[g].instances, 1)
+    if group <= 1:
+        return mine
+    return group * _utilized(keep, inst, g)
 
 
 class _Pre:
@@ -259,18 +279,19 @@ class _Pre:
 
 
 class AnalyticalModel:
-    """Evaluates mappings of dense convolutions on one architecture with one energy table."""
+    """Evaluates mappings of dense problems (a ConvShape or any :class:`~haloc_hw.problem.Problem`)
+    on one architecture with one energy table."""
 
     def __init__(self, arch: Architecture, energy: EnergyTable, *, first_read_elision: bool = True) -> None:
         self.arch = arch
         self.energy = energy
         self.first_read_elision = first_read_elision
-        self._compiled: dict[tuple[MappingStructure, ConvShape], CompiledNest] = {}
+        self._compiled: dict[tuple[MappingStructure, Workload], CompiledNest] = {}
         self.fallback_rows = 0  # rows that needed the per-row link-transfer enumeration
 
     # ---- public API ------------------------------------------------------------------
 
-    def compile(self, shape: ConvShape, structure: MappingStructure) -> CompiledNest:
+    def compile(self, shape: Workload, structure: MappingStructure) -> CompiledNest:
         key = (structure, shape)
         nest = self._compiled.get(key)
         if nest is None:
@@ -280,14 +301,14 @@ class AnalyticalModel:
             self._compiled[key] = nest
         return nest
 
-    def evaluate(self, shape: ConvShape, mapping: Mapping) -> Evaluation:
+    def evaluate(self, shape: Workload, mapping: Mapping) -> Evaluation:
         """Evaluate one complete mapping; invalid mappings raise :class:`HalocError`."""
         structure, row = structure_from_mapping(mapping, self.arch, shape)
         nest = self.compile(shape, structure)
         res = self._run(nest, row[None, :], detail=True, raise_errors=True)
         return self._evaluation(nest, res, mapping)
 
-    def evaluate_batch(self, shape: ConvShape, structure: MappingStructure, factors: np.ndarray, *,
+    def evaluate_batch(self, shape: Workload, structure: MappingStructure, factors: np.ndarray, *,
                        check_capacity: bool = True, tile_sizes: bool = False) -> BatchResult:
         """Evaluate ``factors`` (B, n_slots) int64 rows that share ``structure``.
 
@@ -337,10 +358,6 @@ class AnalyticalModel:
         S, B = nest.S, pre.B
         T = len(nest.spaces)
         levels = [arch.levels[nest.arch_index[s]] for s in range(S)]
-
-        if bool((pre.F[0] > 1).any()):
-            raise HalocError("spatial fan-out below the innermost storage level is not supported",
-                             key=f"mapping.{levels[0].name}.spatial", fix="use spatial factors of 1 there")
 
         # ---- validity: mesh ----
         mesh_ok = np.ones(B, dtype=bool)
@@ -427,8 +444,18 @@ class AnalyticalModel:
             CA = [np.zeros(B) for _ in range(S)]
             GA = [np.zeros(B) for _ in range(S)]
             L = [np.zeros(B) for _ in range(S)]
-            CA[0] = C.astype(np.float64)
-            GA[0] = C.astype(np.float64)
+            # the innermost level serves one operand per compute to each MAC below it; a
+            # spatial run there (fan-out straight to the MACs) multicasts / reduces like any other
+            if pre.spatial[0]:
+                # Then Timeloop counts the MACs' deliveries with the nest rule on a one-point
+                # tile (an operand stays in the MAC across loops that do not index it);
+                # without such a run every compute reads its operands (D = C).
+                D0 = self._unit_deliveries(pre, taus, B, len(axes))
+                CA[0] = self._groups(pre, 0, dim_terms).astype(np.float64) * D0
+                GA[0] = pre.F[0].astype(np.float64) * D0
+            else:
+                CA[0] = C.astype(np.float64)
+                GA[0] = C.astype(np.float64)
             for s in range(S - 1):
                 p = s + 1
                 E, Esz = E_b[s], size[s]
@@ -570,13 +597,46 @@ class AnalyticalModel:
             slowdown[s] = sd
             level_cycles[s] = np.ceil(Cf / sd).astype(np.int64)
         cycles = np.maximum(C, level_cycles.max(axis=0))
+        # ---- leakage (after cycles: it is charged per cycle of the whole run) ----
+        leak = np.zeros((S, B))
+        for s in range(S):
+            ae = self.energy.for_level(levels[s].name)
+            if ae.leak:
+                leak[s] = ae.leak * cycles * leak_instances(levels, nest.keep, pre.inst, s)
+                energy_total = energy_total + leak[s]
         out: dict[str, Any] = {
             "cycles": cycles, "energy": energy_total, "computes": computes, "C": C,
-            "mesh_ok": mesh_ok, "capacity_ok": capacity_ok, "kept_size": kept_size,
+            "mesh_ok": mesh_ok, "capacity_ok": capacity_ok, "kept_size": kept_size, "leak": leak,
         }
         if detail:
             out.update(stats=stats, sizes=sizes, level_cycles=level_cycles, slowdown=slowdown, pre=pre)
         return out
+
+    @staticmethod
+    def _unit_deliveries(pre: _Pre, taus: dict[int, np.ndarray], B: int, n_axes: int) -> np.ndarray:
+        """§3.2's D for a one-point child tile under every temporal loop (the MACs' operands)."""
+        E = np.ones((B, n_axes), dtype=np.int64)
+        Esz = np.ones(B, dtype=np.int64)
+        D = Esz.astype(np.float64)
+        tau1 = np.zeros_like(E)
+        have1 = np.zeros(B, dtype=bool)
+        partial1 = np.zeros(B, dtype=np.int64)
+        cum = np.zeros_like(E)
+        for j in pre.tloops:
+            n = pre.n[j]
+            active = n >= 2
+            tau = taus[j]
+            x = tau - cum
+            newfirst = active & ~have1
+            if newfirst.any():
+                tau1 = np.where(newfirst[:, None], tau, tau1)
+                partial1 = np.where(newfirst, _partial(E, Esz, tau), partial1)
+                have1 |= newfirst
+            cum = cum + tau * active[:, None]
+            W = (n - 1) * pre.suffix[j]
+            coinc = (x == tau1).all(axis=1)
+            D = D + W * np.where(coinc, partial1, Esz)
+        return D
 
     # ---- multicast groups and link transfers ------------------------------------------
 
@@ -767,7 +827,8 @@ class AnalyticalModel:
                 )
             levels_out.append(LevelStats(name=lvl.name, utilized_instances=inst,
                                          cycles=int(res["level_cycles"][s, 0]),
-                                         throttling=float(res["slowdown"][s, 0]), dataspaces=dss))
+                                         throttling=float(res["slowdown"][s, 0]), dataspaces=dss,
+                                         leak_pJ=float(res["leak"][s, 0])))
         computes = int(res["computes"][0])
         cycles = int(res["cycles"][0])
         mac_inst = self.arch.arithmetic.instances

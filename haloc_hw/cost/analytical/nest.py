@@ -25,8 +25,8 @@ import numpy as np
 
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Directive, Mapping
+from haloc_hw.problem import Workload, as_problem
 from haloc_hw.spec.model import DATA_SPACES, Architecture
-from haloc_hw.workload import ConvShape
 
 SlotKind = Literal["temporal", "spatial"]
 
@@ -58,6 +58,7 @@ class MappingStructure:
     split: tuple[int, ...]
     keep: tuple[frozenset[str], ...]
     slots: tuple[Slot, ...]
+    spaces: tuple[str, ...] = DATA_SPACES  # the problem's data spaces (for keep/bypass lists)
 
     def slot_index(self, level: str, kind: SlotKind, dim: str) -> int | None:
         """Column of a slot in a factor row, or ``None`` when the factor is fixed to 1."""
@@ -69,7 +70,7 @@ class MappingStructure:
     def with_slots(self, slots: tuple[Slot, ...]) -> "MappingStructure":
         """The same structure with another slot list (e.g. only the factors a mapper varies)."""
         return MappingStructure(self.levels, self.dims, self.temporal_perm, self.spatial_perm,
-                                self.split, self.keep, tuple(slots))
+                                self.split, self.keep, tuple(slots), self.spaces)
 
 
 def full_permutation(perm: str | None, dims: tuple[str, ...], *, where: str) -> str:
@@ -84,9 +85,9 @@ def full_permutation(perm: str | None, dims: tuple[str, ...], *, where: str) -> 
     return perm + "".join(d for d in dims if d not in perm)
 
 
-def _default_keep(arch: Architecture, i: int) -> frozenset[str]:
+def _default_keep(arch: Architecture, i: int, spaces: tuple[str, ...] = DATA_SPACES) -> frozenset[str]:
     """Timeloop keeps everything where no datatype directive says otherwise; fan-out-only nodes keep nothing."""
-    return frozenset() if arch.levels[i].fanout_only else frozenset(DATA_SPACES)
+    return frozenset() if arch.levels[i].fanout_only else frozenset(spaces)
 
 
 def has_fanout(arch: Architecture, i: int) -> bool:
@@ -95,14 +96,16 @@ def has_fanout(arch: Architecture, i: int) -> bool:
 
 
 def structure_from_mapping(mapping: Mapping, arch: Architecture,
-                           shape: ConvShape) -> tuple[MappingStructure, np.ndarray]:
+                           shape: Workload) -> tuple[MappingStructure, np.ndarray]:
     """Split a complete mapping into its structure and its factor row (int64, one per slot).
 
     Slots cover every problem dimension of every level's temporal loops and, for levels
     with fan-out, of their spatial loops, in level order (outermost first), temporal before
     spatial, dims in problem order. Unknown level names raise :class:`HalocError`.
     """
-    dims = tuple(shape.dims)
+    problem = as_problem(shape)
+    dims = tuple(problem.dims)
+    spaces = problem.space_names
     names = arch.level_names
     for d in mapping.directives:
         if d.target not in names:
@@ -139,7 +142,7 @@ def structure_from_mapping(mapping: Mapping, arch: Architecture,
         else:
             spatial_perm.append(None)
             split.append(0)
-        keep.append(_keep_of(dt, arch, i))
+        keep.append(_keep_of(dt, arch, i, spaces))
         for d in dims:
             slots.append(Slot(name, "temporal", d))
             values.append(int(t.factors.get(d, 1)) if t else 1)
@@ -148,7 +151,7 @@ def structure_from_mapping(mapping: Mapping, arch: Architecture,
                 slots.append(Slot(name, "spatial", d))
                 values.append(int(sp.factors.get(d, 1)) if sp else 1)
     structure = MappingStructure(tuple(names), dims, tuple(temporal_perm), tuple(spatial_perm),
-                                 tuple(split), tuple(keep), tuple(slots))
+                                 tuple(split), tuple(keep), tuple(slots), spaces)
     return structure, np.asarray(values, dtype=np.int64)
 
 
@@ -156,20 +159,21 @@ def key_where(level: str, kind: str) -> str:
     return f"mapping.{level}.{kind}.permutation"
 
 
-def _keep_of(dt: Directive | None, arch: Architecture, i: int) -> frozenset[str]:
+def _keep_of(dt: Directive | None, arch: Architecture, i: int,
+             spaces: tuple[str, ...] = DATA_SPACES) -> frozenset[str]:
     if dt is None:
-        return _default_keep(arch, i)
+        return _default_keep(arch, i, spaces)
     for group in (dt.keep or (), dt.bypass or ()):
         for ds in group:
-            if ds not in DATA_SPACES:
+            if ds not in spaces:
                 raise HalocError(f"datatype directive at '{arch.levels[i].name}' names unknown data space '{ds}'",
                                  key=f"mapping.{arch.levels[i].name}.datatype",
-                                 fix=f"use {', '.join(DATA_SPACES)}")
+                                 fix=f"use {', '.join(spaces)}")
     if dt.keep is not None:
         return frozenset(dt.keep)
     if dt.bypass is not None:
-        return _default_keep(arch, i) - frozenset(dt.bypass)
-    return _default_keep(arch, i)
+        return _default_keep(arch, i, spaces) - frozenset(dt.bypass)
+    return _default_keep(arch, i, spaces)
 
 
 def mapping_from_structure(structure: MappingStructure, factors_row: np.ndarray | list[int]) -> Mapping:
@@ -183,8 +187,8 @@ def mapping_from_structure(structure: MappingStructure, factors_row: np.ndarray 
         fac[(slot.level, slot.kind, slot.dim)] = v
     directives: list[Directive] = []
     for i, name in enumerate(structure.levels):
-        keep = tuple(ds for ds in DATA_SPACES if ds in structure.keep[i])
-        bypass = tuple(ds for ds in DATA_SPACES if ds not in structure.keep[i])
+        keep = tuple(ds for ds in structure.spaces if ds in structure.keep[i])
+        bypass = tuple(ds for ds in structure.spaces if ds not in structure.keep[i])
         directives.append(Directive(target=name, type="datatype", keep=keep, bypass=bypass))
     for i, name in enumerate(structure.levels):
         if structure.spatial_perm[i] is not None:
@@ -222,25 +226,12 @@ class DataSpace:
     read_write: bool
 
 
-def data_spaces(shape: ConvShape) -> tuple[DataSpace, ...]:
-    """Timeloop's CNN-layer projections (with ``G`` when the layer is grouped)."""
-    dims = list(shape.dims)
-    ix = {d: i for i, d in enumerate(dims)}
-    g = "G" in ix
-
-    def ax(*terms: tuple[str, int]) -> tuple[tuple[int, int], ...]:
-        return tuple((ix[d], c) for d, c in terms)
-
-    weights = ([ax(("G", 1))] if g else []) + [ax(("C", 1)), ax(("M", 1)), ax(("R", 1)), ax(("S", 1))]
-    inputs = [ax(("N", 1))] + ([ax(("G", 1))] if g else []) + [
-        ax(("C", 1)),
-        ax(("R", shape.Wdilation), ("P", shape.Wstride)),
-        ax(("S", shape.Hdilation), ("Q", shape.Hstride)),
-    ]
-    outputs = [ax(("N", 1))] + ([ax(("G", 1))] if g else []) + [ax(("M", 1)), ax(("Q", 1)), ax(("P", 1))]
-    return (DataSpace("Weights", tuple(weights), False),
-            DataSpace("Inputs", tuple(inputs), False),
-            DataSpace("Outputs", tuple(outputs), True))
+def data_spaces(shape: Workload) -> tuple[DataSpace, ...]:
+    """The problem's data spaces with dimensions as indices (a ConvShape: Timeloop's CNN-layer projections)."""
+    problem = as_problem(shape)
+    ix = {d: i for i, d in enumerate(problem.dims)}
+    return tuple(DataSpace(t.name, tuple(tuple((ix[d], c) for d, c in axis) for axis in t.projection), t.read_write)
+                 for t in problem.data_spaces)
 
 
 class CompiledNest:
@@ -251,18 +242,20 @@ class CompiledNest:
     order inside a level follows the permutations.
     """
 
-    def __init__(self, arch: Architecture, structure: MappingStructure, shape: ConvShape) -> None:
+    def __init__(self, arch: Architecture, structure: MappingStructure, shape: Workload) -> None:
         self.arch = arch
         self.structure = structure
         self.shape = shape
-        self.dims = tuple(shape.dims)
+        problem = as_problem(shape)
+        self.problem = problem
+        self.dims = tuple(problem.dims)
         if tuple(structure.dims) != self.dims:
             raise HalocError(f"structure dims {''.join(structure.dims)} differ from the layer's {''.join(self.dims)}",
                              key="structure.dims", fix="build the structure for this layer")
         if tuple(structure.levels) != arch.level_names:
             raise HalocError("structure levels differ from the architecture's", key="structure.levels",
                              fix=f"use levels {', '.join(arch.level_names)}")
-        self.bounds = np.asarray([shape.dims[d] for d in self.dims], dtype=np.int64)
+        self.bounds = np.asarray([problem.dims[d] for d in self.dims], dtype=np.int64)
         self.S = len(arch.levels)
         self.spaces = data_spaces(shape)
         dim_ix = {d: i for i, d in enumerate(self.dims)}

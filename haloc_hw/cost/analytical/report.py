@@ -21,6 +21,7 @@ def stats_json(ev: Evaluation) -> dict[str, Any]:
     return {
         "cycles": ev.cycles,
         "energy_pJ": ev.energy_pJ,
+        "leak_pJ": ev.leak_pJ,
         "computes": ev.computes,
         "utilization": ev.utilization,
         "mac": {"cycles": ev.mac_cycles, "utilized_instances": ev.mac_instances, "energy_pJ": ev.mac_energy_pJ},
@@ -31,6 +32,7 @@ def stats_json(ev: Evaluation) -> dict[str, Any]:
                 "cycles": lvl.cycles,
                 "throttling": lvl.throttling,
                 "energy_pJ": lvl.energy_pJ,
+                "leak_pJ": lvl.leak_pJ,
                 "dataspaces": {
                     ds: {
                         "partition_size": st.partition_size,
@@ -93,10 +95,12 @@ def stats_text(ev: Evaluation, title: str = "", arch: Architecture | None = None
                     f"        Effective size              : {'-' if spec.effective_size is None else spec.effective_size}"]
             if ae is not None:
                 out.append(f"        Vector access energy        : {ae.vector_access:.2f} pJ")
+                out.append(f"        Per-instance-cycle leakage  : {ae.leak:.6f} pJ")
             out.append("")
         out += ["    STATS", "    -----",
                 f"    Cycles               : {lvl.cycles}",
-                f"    Bandwidth throttling : {lvl.throttling:.2f}"]
+                f"    Bandwidth throttling : {lvl.throttling:.2f}",
+                f"    Leakage energy (total) : {lvl.leak_pJ:.6f} pJ"]
         for ds, st in lvl.dataspaces.items():
             accesses = st.reads + st.fills + st.updates
             per_inst = st.energy_pJ / st.utilized_instances if st.utilized_instances else 0.0
