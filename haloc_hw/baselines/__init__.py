@@ -1,8 +1,8 @@
 """Baseline rank allocators at the same budget as the HALOC search: uniform, VBMF and greedy.
 
-Each takes the cost table (any :class:`~haloc_hw.search.budget.CostLookup`), the candidate
-grid per layer and a parsed :class:`~haloc_hw.search.budget.Budget`, and returns a
-:class:`BaselineResult` whose ``plan`` is a :class:`~haloc_hw.search.plan.RankPlan`, saved as
+Each takes the cost table (any :class:`~haloc_hw.rankspace.CostLookup`), the candidate
+grid per layer and a parsed :class:`~haloc_hw.rankspace.Budget`, and returns a
+:class:`BaselineResult` whose ``plan`` is a :class:`~haloc_hw.rankspace.RankPlan`, saved as
 ``ranks.json`` in the search's format. :func:`allocate` picks the method by name.
 """
 
@@ -18,7 +18,7 @@ from haloc_hw.baselines.greedy import candidate_errors, greedy_ranks
 from haloc_hw.baselines.uniform import uniform_ranks
 from haloc_hw.baselines.vbmf import EVBMFResult, estimate_layer_ranks, evbmf, vbmf_ranks
 from haloc_hw.errors import HalocError
-from haloc_hw.search.budget import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup
 
 METHODS: tuple[str, ...] = ("uniform", "vbmf", "greedy")
 
