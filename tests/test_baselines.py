@@ -201,3 +201,36 @@ def test_the_search_plan_keeps_a_layer_whose_argmax_costs_more_than_it():
     tight = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, metric="cycles", budget=30.0,
                       budget_text="30", fixed_cost=5.0)
     assert tight.ranks == {"a": (2, 2), "b": (2, 2)} and tight.met and tight.repair_steps[0]["from"] == "original"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_alds_minimises_the_largest_error_like_brute_force(seed):
+    import itertools
+    import random
+
+    from haloc_hw.baselines import alds_ranks
+
+    rng = random.Random(seed)
+    costs = DictCosts()
+    grid = {n: sorted(c) for n, c in CANDIDATES.items()}
+    # random errors falling with rank (the original layer: error 0)
+    errors = {n: sorted((rng.random() for _ in c), reverse=True) for n, c in grid.items()}
+    budget = rng.uniform(0.3, 0.9)
+    options = {n: [c for c in grid[n] if costs.cost(n, *c, "energy_pJ") < costs.original_cost(n, "energy_pJ")] + [None]
+               for n in grid}
+    limit = budget * _total(costs, {}, "energy_pJ")
+    best = None
+    for combo in itertools.product(*options.values()):
+        ranks = {n: r for n, r in zip(options, combo) if r is not None}
+        if _total(costs, ranks, "energy_pJ") <= limit * (1 + 1e-9):
+            worst = max(errors[n][grid[n].index(ranks[n])] if n in ranks else 0.0 for n in grid)
+            best = worst if best is None else min(best, worst)
+    try:
+        result = alds_ranks(costs, grid, {}, parse_budget(budget, "energy_pJ"), errors=errors)
+    except HalocError:
+        assert best is None
+        return
+    assert best is not None and result.details["minimax_error"] == pytest.approx(best)
+    got = max(errors[n][grid[n].index(r)] for n, r in result.ranks.items()) if result.ranks else 0.0
+    assert got <= best + 1e-12 and result.plan.met
+    assert _total(costs, result.ranks, "energy_pJ") <= limit * (1 + 1e-9)
