@@ -420,25 +420,31 @@ def layer_costs(table: Any, ranks: Mapping[str, tuple[int, int]], metrics: list[
 def finish_run(out: Path, *, base: Any, compressed: Any, data: Any, table: Any, plan: Any,
                model_name: str, epochs: int, lr: float, batch: int, seed: int, onnx: bool = True,
                progress: bool = True, budget_text: str | None = None,
-               extra_metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               extra_metrics: Mapping[str, Any] | None = None,
+               distill: tuple[float, float] | None = None) -> dict[str, Any]:
     """From a :class:`~haloc_hw.search.plan.RankPlan` and its compressed model to a finished run folder.
 
     Fine-tunes ``compressed`` into ``out/finetune`` (resumed when its checkpoint exists),
     evaluates both models on the test split, counts MACs and parameters, writes
     ``model.pt`` (+ ``model.onnx`` unless ``onnx=False``), checks that the saved model
     reloads to the same outputs, and writes ``metrics.json``, which it returns.
-    ``budget_text`` overrides ``plan.budget_text`` in ``metrics.json``.
+    ``budget_text`` overrides ``plan.budget_text`` in ``metrics.json``. ``distill`` ``(T, alpha)``
+    distils from ``base`` during fine-tuning (the same for every method).
     """
+    import copy
+
     import torch
 
     from haloc_hw.export import load_compressed, save_run_model
     from haloc_hw.metrics import count_flops_params
     from haloc_hw.train import CHECKPOINT_NAME, TrainConfig, evaluate, fine_tune
 
+    temperature, alpha = distill if distill is not None else (None, 0.5)
     ft = fine_tune(compressed, data,
-                   TrainConfig.for_fine_tune(epochs=epochs, lr=lr, batch_size=batch, seed=seed),
+                   TrainConfig.for_fine_tune(epochs=epochs, lr=lr, batch_size=batch, seed=seed,
+                                             distill_temperature=temperature, distill_alpha=alpha),
                    out_dir=out / "finetune", resume=(out / "finetune" / CHECKPOINT_NAME).exists(),
-                   progress=progress)
+                   progress=progress, teacher=copy.deepcopy(base) if distill is not None else None)
     device = data.device
     base_eval = evaluate(base.to(device), data.test, device)
     comp_eval = evaluate(compressed, data.test, device)
@@ -459,6 +465,7 @@ def finish_run(out: Path, *, base: Any, compressed: Any, data: Any, table: Any, 
                    "text": plan.budget_text if budget_text is None else budget_text, "met": plan.met,
                    "repaired": plan.repaired, "note": plan.note},
         "finetune_epochs": len(ft.history),
+        "distill": None if distill is None else {"temperature": distill[0], "alpha": distill[1]},
         "layers": layer_costs(table, ranks, metrics_avail),
         **dict(extra_metrics or {}),
     }

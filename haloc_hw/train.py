@@ -69,6 +69,11 @@ class TrainConfig:
     nan_check_every: int = 50  # steps between (syncing) finiteness checks of the running loss
     compile: str | None = None  # CUDA only: torch.compile mode for the training forward ("default",
     # "reduce-overhead" = CUDA graphs, "max-autotune"); small CIFAR-style nets are launch-bound
+    # knowledge distillation from a teacher (the uncompressed base when fine-tuning): loss =
+    # (1 - alpha) CE + alpha T^2 KL(softmax(teacher / T) || softmax(student / T)) (Hinton et al.
+    # 2015); None = off. The same for HALOC and every baseline, as finish_run passes it.
+    distill_temperature: float | None = None
+    distill_alpha: float = 0.5
 
     @classmethod
     def for_fine_tune(cls, **overrides: Any) -> "TrainConfig":
@@ -94,6 +99,9 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "use a positive max norm, or None for off"),
             (not (self.nesterov and self.momentum == 0), "nesterov", "Nesterov needs momentum > 0"),
             (self.compile in COMPILE_MODES, "compile", f"use one of {COMPILE_MODES}"),
+            (self.distill_temperature is None or (self.distill_temperature > 0 and math.isfinite(self.distill_temperature)),
+             "distill_temperature", "use a positive temperature, e.g. --distill 4,0.9"),
+            (0 <= self.distill_alpha <= 1, "distill_alpha", "use 0 <= alpha <= 1, e.g. --distill 4,0.9"),
         ]
         for ok, key, fix in checks:
             if not ok:
@@ -101,6 +109,31 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_distill(text: str | None) -> tuple[float, float] | None:
+    """``"T,alpha"`` (``--distill 4,0.9``) -> ``(4.0, 0.9)``; ``None`` -> ``None``."""
+    if text is None:
+        return None
+    parts = str(text).split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        temperature, alpha = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise HalocError(f"cannot read --distill '{text}'", key="--distill",
+                         fix="write the temperature and the distillation weight as T,alpha, e.g. 4,0.9") from None
+    TrainConfig(distill_temperature=temperature, distill_alpha=alpha).validate()
+    return temperature, alpha
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
+                 criterion: nn.Module) -> torch.Tensor:
+    """``(1 - alpha) CE(student, y) + alpha T^2 KL(softmax(teacher / T) || softmax(student / T))``."""
+    t = float(temperature)
+    soft = torch.nn.functional.kl_div(torch.log_softmax(student / t, dim=1), torch.log_softmax(teacher / t, dim=1),
+                                      reduction="batchmean", log_target=True)
+    return (1 - alpha) * criterion(student, y) + alpha * t * t * soft
 
 
 @dataclass
@@ -260,8 +293,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after each epoch.
+
+    With ``cfg.distill_temperature`` set, ``teacher`` (required; kept frozen in eval mode)
+    supplies the soft targets of :func:`distill_loss`; its outputs must have the model's shape.
 
     ``on_epoch_end(epoch_index, record)`` is called after the epoch's checkpoint is written
     (used by callers to log or stop early by raising). Returns a :class:`TrainResult`.
@@ -270,6 +307,8 @@ def train(
     cfg.validate()
     device = resolve_device(cfg.device) if cfg.device is not None else data.device
     model.to(device)
+    if cfg.distill_temperature is not None:
+        teacher = _check_teacher(teacher, model, data, device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     out = Path(out_dir) if out_dir is not None else None
@@ -325,7 +364,14 @@ def train(
             y = y.to(device, non_blocking=True)
             with _autocast(device, use_amp):
                 logits = forward(x)
-            loss = criterion(logits.float(), y)
+                if teacher is not None and cfg.distill_temperature is not None:
+                    with torch.no_grad():
+                        soft_targets = teacher(x)
+            if teacher is not None and cfg.distill_temperature is not None:
+                loss = distill_loss(logits.float(), soft_targets.float(), y, cfg.distill_temperature,
+                                    cfg.distill_alpha, criterion)
+            else:
+                loss = criterion(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -388,6 +434,32 @@ def train(
     )
 
 
+def _check_teacher(teacher: nn.Module | None, model: nn.Module, data: DataBundle, device: torch.device) -> nn.Module:
+    """The distillation teacher, frozen, on ``device``; refused when missing or when its outputs
+    do not have the student's shape (another number of classes, another input)."""
+    if teacher is None:
+        raise HalocError("distillation needs a teacher model", key="--distill",
+                         fix="pass the uncompressed model with --base, or drop --distill")
+    teacher = teacher.to(device).eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    x = next(iter(data.train))[0][:2].to(device)
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()
+        try:
+            t_out, s_out = teacher(x), model(x)
+        except RuntimeError as err:
+            raise HalocError(f"the distillation teacher does not take this data ({str(err).splitlines()[0]})",
+                             key="--base", fix="pass the base model trained on this dataset") from None
+        finally:
+            model.train(was_training)
+    if tuple(t_out.shape) != tuple(s_out.shape):
+        raise HalocError(f"the distillation teacher's outputs {tuple(t_out.shape)[1:]} do not match the model's "
+                         f"{tuple(s_out.shape)[1:]}", key="--base", fix="pass the base model of this --model and dataset")
+    return teacher
+
+
 def fine_tune(
     model: nn.Module,
     data: DataBundle,
@@ -395,6 +467,7 @@ def fine_tune(
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    teacher: nn.Module | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """:func:`train` with the fine-tuning defaults (:meth:`TrainConfig.for_fine_tune`) plus ``overrides``."""
@@ -402,4 +475,4 @@ def fine_tune(
         cfg = TrainConfig.for_fine_tune(**overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    return train(model, data, cfg, out_dir=out_dir, resume=resume, progress=progress)
+    return train(model, data, cfg, out_dir=out_dir, resume=resume, progress=progress, teacher=teacher)

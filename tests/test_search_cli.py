@@ -88,6 +88,10 @@ def test_unreachable_budget_and_conflicting_flags_fail_in_one_line(tiny_run, tmp
         (["--budget-energy", "lots"], "budget-energy"),
         (["--base", "no/such/model.pt"], "--base"),
         (["--model", "resnet99"], "--model"),
+        (["--distill", "4,0.9"], "--distill"),  # no --base to distil from
+        (["--distill", "4"], "--distill"),
+        (["--distill", "0,0.5"], "distill_temperature"),
+        (["--distill", "4,1.5"], "distill_alpha"),
     ],
 )
 def test_bad_inputs_fail_before_any_training_and_write_nothing(tmp_path, capsys, extra, named):

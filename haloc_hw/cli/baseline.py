@@ -1,4 +1,4 @@
-"""``haloc-hw baseline``: uniform, VBMF or greedy ranks at the same budget as the search, then the same fine-tune.
+"""``haloc-hw baseline``: uniform, VBMF, greedy or ALDS ranks at the same budget as the search, then the same fine-tune.
 
 Steps, as in ``haloc-hw search`` (the shared ones live in :mod:`haloc_hw.pipeline`):
 
@@ -6,7 +6,7 @@ Steps, as in ``haloc-hw search`` (the shared ones live in :mod:`haloc_hw.pipelin
    (``--table``, built there when missing, or ``OUT/table.sqlite``);
 2. the ranks of ``--method`` within the budget (``OUT/ranks.json`` in the search's format,
    ``OUT/baseline.json`` with what the method found: the uniform fraction, the VBMF
-   estimates and scale, or the greedy steps);
+   estimates and scale, the greedy steps, or the ALDS errors);
 3. the Tucker-2 decomposition of the base model at those ranks, fine-tuned
    (``OUT/finetune/``), evaluated and exported (``model.pt``, ``model.onnx``, ``metrics.json``,
    ``config.yaml``).
@@ -24,9 +24,11 @@ def register(subparsers: Any) -> None:
     from haloc_hw.pipeline import add_run_arguments, add_run_parser
 
     p = add_run_parser(subparsers, "baseline", doc=__doc__,
-                       help="uniform / VBMF / greedy ranks at the search's budget, fine-tuned the same way")
+                       help="uniform / VBMF / greedy / ALDS ranks at the search's budget, fine-tuned the same way")
     p.add_argument("--method", required=True, choices=METHODS, help="rank allocation rule")
     add_run_arguments(p)
+    p.add_argument("--distill", default=None, metavar="T,ALPHA",
+                   help="distil from the --base model while fine-tuning (temperature, weight), e.g. 4,0.9")
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     metric, budget_text = pipeline.resolve_run_budget(args)
     budget = pipeline.check_run_inputs(args, metric, budget_text, out)
+    from haloc_hw.cli.search import _distill
+
+    distill = _distill(args)
     out.mkdir(parents=True, exist_ok=True)
     with pipeline.run_log(out / "baseline.log"):
         seed_everything(args.seed)
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = pipeline.finish_run(out, base=model, compressed=compressed, data=data, table=table, plan=result.plan,
                                       model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
                                       batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
-                                      progress=not args.no_progress, extra_metrics={"method": args.method})
+                                      progress=not args.no_progress, extra_metrics={"method": args.method},
+                                      distill=distill)
         pipeline.print_summary(result.plan, metrics, out, echo=print)
         return 0

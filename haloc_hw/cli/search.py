@@ -35,6 +35,12 @@ def register(subparsers: Any) -> None:
                        help="HALOC rank search + fine-tune under a hardware budget (the main command)")
     add_run_arguments(p)
     add_search_arguments(p)
+    p.add_argument("--tau-final", type=float, default=None, help="anneal the Gumbel temperature to this (geometric)")
+    p.add_argument("--stop-entropy", type=float, default=None,
+                   help="stop when every layer's normalised entropy of p is at most this (epochs-search is the cap)")
+    p.add_argument("--stop-delta", type=float, default=None, help="stop when no p moved more than this in an epoch")
+    p.add_argument("--distill", default=None, metavar="T,ALPHA",
+                   help="distil from the --base model while fine-tuning (temperature, weight), e.g. 4,0.9")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.set_defaults(func=run)
 
@@ -91,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             raise HalocError("the folder already holds a search", file=out, key="--out",
                              fix="pass --resume to continue it, or choose another --out")
         pipeline.check_run_inputs(args, metric, budget_text, out)
+        _distill(args)
         out.mkdir(parents=True, exist_ok=True)
         with pipeline.run_log(out / ("search.log" if not dist_rank else f"search.rank{dist_rank}.log")):
             return _search(args, out, metric, budget_text, dist_rank)
@@ -124,7 +131,8 @@ def _search(args: argparse.Namespace, out: Path, metric: str, budget_text: str, 
                        lr_w=args.lr_w, lr_alpha=args.lr_alpha, lam=args.lam, eta=args.eta, theta=args.theta,
                        tau=args.tau, penalty=args.penalty, arch_steps=args.arch_steps, decode=args.decode,
                        budget=budget_text, metric=metric, seed=args.seed, device=str(data.device),
-                       progress=not args.no_progress, cuda_graphs=not args.no_cuda_graphs)
+                       progress=not args.no_progress, cuda_graphs=not args.no_cuda_graphs,
+                       tau_final=args.tau_final, stop_entropy=args.stop_entropy, stop_delta=args.stop_delta)
     if not dist_rank:
         write_yaml_atomic(out / "config.yaml", pipeline.run_config(
             "search", args, data=data, table=table, table_path=table_path, base_info=base_info, metric=metric,
@@ -141,6 +149,17 @@ def _search(args: argparse.Namespace, out: Path, metric: str, budget_text: str, 
     metrics = pipeline.finish_run(out, base=model, compressed=compressed, data=data, table=table, plan=plan,
                                   model_name=args.model, epochs=args.epochs_finetune, lr=args.lr_finetune,
                                   batch=args.batch, seed=args.seed, onnx=not args.no_onnx,
-                                  progress=not args.no_progress, budget_text=budget_text)
+                                  progress=not args.no_progress, budget_text=budget_text, distill=_distill(args))
     pipeline.print_summary(plan, metrics, out, echo=print)
     return 0
+
+
+def _distill(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--distill T,ALPHA`` read and checked: it needs ``--base`` (the teacher)."""
+    from haloc_hw.train import parse_distill
+
+    distill = parse_distill(getattr(args, "distill", None))
+    if distill is not None and args.base is None:
+        raise HalocError("--distill needs the uncompressed model to distil from", key="--distill",
+                         fix="pass --base RUN_DIR (a model written by haloc-hw train), or drop --distill")
+    return distill

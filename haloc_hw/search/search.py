@@ -65,11 +65,10 @@ from tqdm.auto import tqdm
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
+from haloc_hw.rankspace import (DECODES, Budget, CostLookup, RankPlan, candidate_vectors, check_table, combine,
+                                components, make_plan, parse_budget, resolve_budget)
 from haloc_hw.search.alphas import AlphaMatrix
-from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
-                                    parse_budget, resolve_budget)
 from haloc_hw.search.graphs import graph_pool_bytes
-from haloc_hw.search.plan import DECODES, RankPlan, make_plan
 from haloc_hw.search.supernet import Supernet
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ PENALTIES: tuple[str, ...] = ("paper", "hinge")
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
 # the learning rates are constant, so earlier epochs are unaffected).
-_RESUME_FREE = {"device", "progress", "epochs", "check_every", "cuda_graphs"}
+_RESUME_FREE = {"device", "progress", "epochs", "check_every", "cuda_graphs", "stop_entropy", "stop_delta"}
 
 
 @dataclass
@@ -126,6 +125,13 @@ class SearchConfig:
     less host work per step, for some memory. H100, batch 256: ResNet-20's search epoch
     1.57x a plain epoch with them, 2.21x without, at 2.5x and 1.8x a plain step's memory;
     VGG-16 1.87x and 2.51x, at 3.4x and 2.4x (docs/RESULTS.md section 5).
+    Convergence: every epoch records each layer's entropy of p, normalised by the log of its
+    number of candidates (1 = uniform, 0 = one-hot; ``entropy`` in ``search_history.json``), and
+    the largest change of any p since the previous epoch (``p_change``, max abs). ``tau_final``
+    anneals the Gumbel temperature geometrically from ``tau`` (first architecture epoch) to
+    ``tau_final`` (last epoch of the cap ``epochs``). The search stops early, after an
+    architecture epoch, when every layer's normalised entropy is at most ``stop_entropy`` or
+    when ``p_change`` is at most ``stop_delta`` (either ``None``: not used); ``epochs`` stays the cap.
     """
 
     epochs: int = 10
@@ -153,6 +159,9 @@ class SearchConfig:
     progress: bool = True
     check_every: int = 25
     cuda_graphs: bool = True
+    tau_final: float | None = None
+    stop_entropy: float | None = None
+    stop_delta: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -168,6 +177,12 @@ class SearchConfig:
                              fix=f"use one of {', '.join(ARCH_STEPS)}")
         if self.decode not in DECODES:
             raise HalocError(f"unknown decode '{self.decode}'", key="decode", fix=f"use one of {', '.join(DECODES)}")
+        if self.tau_final is not None and self.tau_final <= 0:
+            raise HalocError("tau_final must be positive", key="tau_final", fix="use e.g. 0.2, or None for a constant tau")
+        if self.stop_entropy is not None and not 0 < self.stop_entropy <= 1:
+            raise HalocError("stop_entropy is a normalised entropy in (0, 1]", key="stop_entropy", fix="use e.g. 0.3")
+        if self.stop_delta is not None and self.stop_delta <= 0:
+            raise HalocError("stop_delta must be positive", key="stop_delta", fix="use e.g. 0.01")
         if self.check_every < 1:
             raise HalocError("check_every must be at least 1", key="check_every", fix="use e.g. 25")
 
@@ -268,6 +283,7 @@ class HalocSearch:
         for epoch in range(start, cfg.epochs):
             for loader in loaders:
                 _set_epoch(loader, epoch)
+            self._tau = tau_at(cfg, epoch)
             t0 = time.perf_counter()
             stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
             stats["seconds"] = time.perf_counter() - t0
@@ -275,6 +291,11 @@ class HalocSearch:
                 stats["graph_pool_bytes"] = graph_pool_bytes(device)
             probs = supernet.probabilities()
             stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
+            stats["tau"] = self._tau
+            stats["entropy"] = {n: normalised_entropy(stats["p"][n]) for n in names}
+            previous = history["epochs"][-1]["p"] if history["epochs"] else None
+            stats["p_change"] = (max(max(abs(a - b) for a, b in zip(stats["p"][n], previous[n])) for n in names)
+                                 if previous else None)
             picks = {n: layer.argmax_index() for n, layer in supernet.choice_layers().items()}
             stats["argmax"] = {n: list(candidates[n][j]) for n, j in picks.items()}
             with torch.no_grad():
@@ -291,6 +312,13 @@ class HalocSearch:
                 write_json_atomic(out_dir / HISTORY_NAME, history)
             if dist_on:
                 torch.distributed.barrier()
+            why = converged(cfg, epoch, stats)
+            if why:
+                history["stopped"] = {"epoch": epoch + 1, "reason": why}
+                if is_main:
+                    write_json_atomic(out_dir / HISTORY_NAME, history)
+                log.info("search converged after epoch %d: %s", epoch + 1, why)
+                break
 
         probs = supernet.probabilities()
         plan = make_plan(
@@ -299,7 +327,7 @@ class HalocSearch:
             metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
             repair=cfg.repair, decode=cfg.decode,
         )
-        plan.skipped = dict(supernet.skipped)
+        plan.skipped = {**supernet.skipped, **plan.skipped}  # not searched, then kept by the plan
         if is_main:
             if not history["epochs"]:
                 write_json_atomic(out_dir / HISTORY_NAME, history)
@@ -389,7 +417,8 @@ class HalocSearch:
         net = state.supernet
         alphas = state.alphas
         padded = alphas.padded()
-        for layer, choice in zip(alphas.layers, alphas.gumbel_gates(padded, state.sampler, cfg.tau, cfg.compare_paths)):
+        tau = getattr(self, "_tau", cfg.tau)
+        for layer, choice in zip(alphas.layers, alphas.gumbel_gates(padded, state.sampler, tau, cfg.compare_paths)):
             layer.set_gumbel(*choice)
         params = net.arch_parameters()
         with net.replay_window():
@@ -476,6 +505,40 @@ class HalocSearch:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def tau_at(cfg: SearchConfig, epoch: int) -> float:
+    """The Gumbel temperature of ``epoch`` (0-based): ``tau`` up to the first architecture epoch,
+    then geometric to ``tau_final`` at the last epoch of the cap."""
+    if cfg.tau_final is None:
+        return cfg.tau
+    span = cfg.epochs - 1 - cfg.warmup_epochs
+    if span <= 0:
+        return cfg.tau_final
+    t = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
+    return float(cfg.tau * (cfg.tau_final / cfg.tau) ** t)
+
+
+def normalised_entropy(p: list[float]) -> float:
+    """Entropy of ``p`` over log(len(p)): 1 for uniform, 0 for one-hot (0 for a single candidate)."""
+    if len(p) < 2:
+        return 0.0
+    h = -sum(v * math.log(v) for v in p if v > 0)
+    return float(h / math.log(len(p)))
+
+
+def converged(cfg: SearchConfig, epoch: int, stats: dict[str, Any]) -> str:
+    """Why the search may stop after ``epoch`` (0-based), or ``""`` (see SearchConfig)."""
+    if epoch < cfg.warmup_epochs or epoch + 1 >= cfg.epochs:
+        return ""
+    if cfg.stop_entropy is not None and stats["entropy"]:
+        worst = max(stats["entropy"].values())
+        if worst <= cfg.stop_entropy:
+            return f"every layer's normalised entropy of p <= {cfg.stop_entropy:g} (largest {worst:.3g})"
+    change = stats.get("p_change")
+    if cfg.stop_delta is not None and change is not None and epoch > cfg.warmup_epochs and change <= cfg.stop_delta:
+        return f"p changed by at most {change:.3g} <= {cfg.stop_delta:g} in the last epoch"
+    return ""
+
+
 def _dist_on() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
