@@ -64,14 +64,20 @@ def proxy_error(ranks: dict[str, tuple[int, int]], job: PointJob) -> float:
     It ranks allocations by how much of the base model's weights they throw away (lower is
     better), the quantity the greedy allocator trades against cost; layers kept whole add 0.
     """
-    total = sum(job.weight_norms.values())
+    return proxy_error_of(ranks, job.errors, job.weight_norms)
+
+
+def proxy_error_of(ranks: dict[str, tuple[int, int]], errors: dict[str, dict[str, float]],
+                   weight_norms: dict[str, float]) -> float:
+    """:func:`proxy_error` from the per-candidate errors and squared weight norms."""
+    total = sum(weight_norms.values())
     if total <= 0:
         return 0.0
     acc = 0.0
     for name, (r1, r2) in ranks.items():
-        e = job.errors.get(name, {}).get(f"{r1},{r2}")
+        e = errors.get(name, {}).get(f"{r1},{r2}")
         if e is not None:
-            acc += e * e * job.weight_norms.get(name, 0.0)
+            acc += e * e * weight_norms.get(name, 0.0)
     return math.sqrt(acc / total)
 
 

@@ -45,7 +45,7 @@ def front_plot(rows: Sequence[dict[str, Any]]) -> str:
     ax.scatter([r["energy_pJ"] / 1e6 for r in front], [100 * (1 - r["proxy_error"]) for r in front], s=120,
                facecolors="none", edgecolors="red", linewidths=1.1, zorder=4, label="Pareto front (4 objectives)")
     for r in rows:
-        if r.get("top1_haloc") is not None and r["method"] == "greedy":
+        if r.get("top1_haloc") is not None:
             ax.annotate(f"HALOC {r['top1_haloc']:.1f}%", (r["energy_pJ"] / 1e6, 100 * (1 - r["proxy_error"])),
                         fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("energy per inference [µJ]")
@@ -115,7 +115,7 @@ def write_html(path: Path, space: Any, rows: Sequence[dict[str, Any]], reference
                haloc: dict[str, Any], stats: dict[str, Any]) -> Path:
     variables = {k: list(v) for k, v in space.variables.items()}
     sens = sensitivity(rows, variables)
-    chosen = [r for r in rows if r["id"] in haloc and r["method"] == "greedy"] or \
+    chosen = [r for r in rows if r["method"] == "haloc"] or \
         sorted((r for r in rows if r["pareto"]), key=lambda r: r["edp"])[:3]
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>co-design: {esc(space.name)}</title>",

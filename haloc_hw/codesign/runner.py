@@ -151,6 +151,8 @@ def run(space: DesignSpace | str | Path, cfg: CodesignConfig, *, client: Any = N
     _mark_pareto(rows)
     reference = _reference(space, points, rows)
     haloc = _run_haloc(cfg, data, model, rows, out, echo)
+    rows += _haloc_rows(rows, haloc, prep)
+    _mark_pareto(rows)
     stats = _stats(ordered, len(jobs), eval_seconds, time.perf_counter() - start)
     files = _write(out, space, cfg, ordered, rows, reference, haloc, stats, base_info)
     pareto = [r for r in rows if r["pareto"]]
@@ -232,6 +234,8 @@ def _rows(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dic
 def _mark_pareto(rows: list[dict[str, Any]]) -> None:
     from haloc_hw.report.runs import pareto_indices
 
+    for r in rows:
+        r["pareto"] = False
     for i in pareto_indices([[r[k] for k in OBJECTIVES] for r in rows], maximise=[False] * len(OBJECTIVES)):
         rows[i]["pareto"] = True
 
@@ -287,10 +291,24 @@ def _run_haloc(cfg: CodesignConfig, data: Any, model: Any, rows: Sequence[dict[s
                          "cycles": tc.get("cycles", {}).get("compressed"),
                          "ranks": {n: v["rank"] for n, v in metrics.get("layers", {}).items() if v.get("rank")},
                          "layers": metrics.get("layers", {})}
-        for row in rows:
-            if row["id"] == r["id"]:
-                row["top1_haloc"] = runs[r["id"]]["top1"]
     return runs
+
+
+def _haloc_rows(rows: Sequence[dict[str, Any]], haloc: dict[str, Any], prep: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per HALOC run (method ``haloc``): its own ranks' table costs, proxy and measured top-1."""
+    from haloc_hw.codesign.evaluate import proxy_error_of
+
+    out = []
+    for pid, run in haloc.items():
+        like = next(r for r in rows if r["id"] == pid)
+        ranks = {n: (int(a), int(b)) for n, (a, b) in run["ranks"].items()}
+        energy, cycles = run["energy_pJ"], run["cycles"]
+        out.append({**like, "method": "haloc", "energy_pJ": energy, "cycles": cycles,
+                    "edp": None if energy is None or cycles is None else energy * cycles,
+                    "proxy_error": proxy_error_of(ranks, prep["errors"], prep["weight_norms"]),
+                    "ranks": {n: list(r) for n, r in ranks.items()}, "pareto": False, "top1": run["top1"],
+                    "top1_haloc": run["top1"], "run_dir": run["run_dir"]})
+    return out
 
 
 def _stats(results: Sequence[dict[str, Any]], evaluated: int, eval_seconds: float, seconds: float) -> dict[str, Any]:
