@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,12 +223,12 @@ def directive_from_entry(
     unknown = set(map(str, entry)) - _ENTRY_KEYS
     if unknown:
         log.warning("%s: %s: ignoring unsupported key(s) %s", file, key, ", ".join(sorted(unknown)))
-    if arch is not None and target not in arch.level_names:
+    if arch is not None and target not in arch.level_names and target not in arch.target_aliases:
         raise HalocError(
             f"unknown level '{target}'",
             file=file,
             key=f"{key}.target",
-            fix=f"use one of the storage levels {', '.join(arch.level_names)}",
+            fix=f"use one of {known_targets(arch)}",
         )
     if dtype == "datatype":
         keep = _data_spaces(entry.get("keep"), file=file, key=f"{key}.keep")
@@ -267,6 +268,74 @@ def directive_from_entry(
         max_factors=upper,
         min_factors=lower,
     )
+
+
+def known_targets(arch: Architecture) -> str:
+    """The names a directive may target: the levels, then the v0.4 aliases."""
+    text = f"the storage levels {', '.join(arch.level_names)}"
+    if arch.target_aliases:
+        text += f" (or {', '.join(sorted(arch.target_aliases))})"
+    return text
+
+
+def _trivial(d: Directive) -> bool:
+    """A temporal/spatial directive that allows nothing but factor 1 everywhere it names."""
+    return not d.max_factors and not d.min_factors and all(v == 1 for v in d.factors.values())
+
+
+def resolve_target(d: Directive, arch: Architecture, *, file: str | Path | None, key: str) -> Directive | None:
+    """Move a directive that targets a v0.4 alias (container, ``inter_*_spatial``) to its level.
+
+    Returns ``None`` for what a collapsed timeloopfe dummy level carries and this model has
+    no place for (bypass-all datatype entries, all-1 temporal factors). A collapsed alias
+    with temporal loops or kept data spaces cannot be expressed and raises
+    :class:`HalocError`; so does a target that names nothing.
+    """
+    if d.target in arch.level_names:
+        return d
+    alias = arch.target_aliases.get(d.target)
+    if alias is None:
+        raise HalocError(f"unknown level '{d.target}'", file=file, key=f"{key}.target", fix=f"use one of {known_targets(arch)}")
+    level, collapsed = alias
+    if d.type == "datatype":
+        if d.keep:
+            raise HalocError(
+                f"'{d.target}' is a fan-out point that stores nothing, but the entry keeps {', '.join(d.keep)}",
+                file=file,
+                key=f"{key}.keep",
+                fix="keep data spaces on a storage component instead",
+            )
+        return None
+    if d.type == "temporal" and (collapsed or arch.level(level).fanout_only):
+        if not _trivial(d):
+            raise HalocError(
+                f"temporal factors on the fan-out point '{d.target}' (timeloopfe pins them to 1)",
+                file=file,
+                key=f"{key}.factors",
+                fix="move the temporal loops to a storage level",
+            )
+        return None if collapsed else replace(d, target=level)
+    return replace(d, target=level)
+
+
+def merge_resolved(directives: Iterable[Directive], *, file: str | Path | None) -> tuple[Directive, ...]:
+    """Join a mapping's directives that resolved to the same (level, type).
+
+    A level's own spatial entry and the one of timeloopfe's ``inter_*_spatial`` level above
+    its children both land on the level; one of them must be trivial (all factors 1).
+    """
+    out: dict[tuple[str, str], Directive] = {}
+    for d in directives:
+        k = (d.target, d.type)
+        if k not in out:
+            out[k] = d
+        elif _trivial(out[k]) and d.type != "datatype":
+            out[k] = d
+        elif _trivial(d) and d.type != "datatype":
+            continue
+        else:
+            raise HalocError(f"two {d.type} entries for {d.target}", file=file, key=f"mapping.{d.target}", fix="give one entry per level and type")
+    return tuple(out.values())
 
 
 def node_constraint_directives(
@@ -417,9 +486,9 @@ def load_constraints(
         paths = [paths]
     directives: list[Directive] = []
     for d in arch.node_constraints:
-        if d.target not in arch.level_names:
-            raise HalocError(f"unknown level '{d.target}'", file=arch.source, key="constraints", fix=f"use one of {', '.join(arch.level_names)}")
-        directives.append(d)
+        r = resolve_target(d, arch, file=arch.source, key="constraints")
+        if r is not None:
+            directives.append(r)
     sources: list[str] = [str(arch.source)] if arch.node_constraints else []
     for p in paths:
         path = resolve_spec_path(p, key="constraints")
@@ -434,7 +503,9 @@ def load_constraints(
             for i, entry in enumerate(_section_targets(doc, section, path)):
                 d = directive_from_entry(entry, file=path, key=f"{section}.targets[{i}]", arch=arch, dims=dims)
                 if d is not None:
-                    directives.append(d)
+                    r = resolve_target(d, arch, file=path, key=f"{section}.targets[{i}]")
+                    if r is not None:
+                        directives.append(r)
         sources.append(str(path))
     source = ", ".join(sources)
     return Constraints(directives=merge_directives(directives, source), source=source)
@@ -455,17 +526,35 @@ def load_mapping(path: str | Path, arch: Architecture | None = None, *, dims: Se
         entries = entries["targets"]
     if not isinstance(entries, list):
         raise HalocError("'mapping' must be a list of entries", file=path, key="mapping", fix="write '- target: ...' entries")
+    return mapping_from_entries(entries, file=path, arch=arch, dims=dims)
+
+
+def mapping_from_entries(
+    entries: Any, *, file: str | Path | None, arch: Architecture | None = None, dims: Sequence[str] = GROUPED_PROBLEM_DIMS
+) -> Mapping:
+    """A ``mapping:`` list (already loaded) -> :class:`Mapping`.
+
+    With ``arch``, targets are checked against its levels; v0.4 names (containers,
+    timeloopfe's ``inter_<name>_spatial`` levels) are moved to the level they stand for.
+    """
+    if not isinstance(entries, list):
+        raise HalocError("'mapping' must be a list of entries", file=file, key="mapping", fix="write '- target: ...' entries")
     directives: list[Directive] = []
     seen: set[tuple[str, str]] = set()
     for i, entry in enumerate(entries):
-        d = directive_from_entry(entry, file=path, key=f"mapping[{i}]", arch=arch, dims=dims, is_mapping=True)
+        d = directive_from_entry(entry, file=file, key=f"mapping[{i}]", arch=arch, dims=dims, is_mapping=True)
         if d is None:
             continue
         if (d.target, d.type) in seen:
-            raise HalocError(f"two {d.type} entries for {d.target}", file=path, key=f"mapping[{i}]", fix="give one entry per level and type")
+            raise HalocError(f"two {d.type} entries for {d.target}", file=file, key=f"mapping[{i}]", fix="give one entry per level and type")
         seen.add((d.target, d.type))
+        if arch is not None:
+            r = resolve_target(d, arch, file=file, key=f"mapping[{i}]")
+            if r is None:
+                continue
+            d = r
         directives.append(d)
-    return Mapping(directives=tuple(directives))
+    return Mapping(directives=merge_resolved(directives, file=file) if arch is not None else tuple(directives))
 
 
 def mapping_to_yaml(mapping: Mapping) -> dict[str, Any]:

@@ -23,6 +23,7 @@ Public API: :func:`evaluate`, :func:`evaluate_mapping`, :class:`QuotedStr`,
 from __future__ import annotations
 
 import ast
+import logging
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from haloc_hw.errors import HalocError
+
+log = logging.getLogger(__name__)
 
 
 class QuotedStr(str):
@@ -322,7 +325,15 @@ def _names_hint(names: Mapping[str, Any]) -> str:
     return f"known names: {shown}{more}"
 
 
-def _evaluate_with(value: Any, lookup: Lookup, names_for_hint: Mapping[str, Any], *, file: str | Path | None, key: str) -> Any:
+def _evaluate_with(
+    value: Any,
+    lookup: Lookup,
+    names_for_hint: Mapping[str, Any],
+    *,
+    file: str | Path | None,
+    key: str,
+    unparsable: str = "error",
+) -> Any:
     if not isinstance(value, str) or isinstance(value, QuotedStr):
         return value
     is_lit, lit = _literal(value)
@@ -332,6 +343,11 @@ def _evaluate_with(value: Any, lookup: Lookup, names_for_hint: Mapping[str, Any]
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
+        if unparsable == "keep":
+            # Not Python at all (``45nm``, ``LPDDR4-3200``): timeloopfe would ask for quotes;
+            # we keep the text as a string and say so.
+            log.warning("%s: %s: '%s' is not an expression; read as the string \"%s\" (quote it to silence this)", file, key, value, value)
+            return QuotedStr(value)
         raise HalocError(
             f"'{value}' is not a valid expression",
             file=file,
@@ -341,6 +357,10 @@ def _evaluate_with(value: Any, lookup: Lookup, names_for_hint: Mapping[str, Any]
     try:
         result = _walk(tree, lookup)
     except _Unknown as exc:
+        if unparsable == "keep" and isinstance(tree.body, ast.Name) and tree.body.id == exc.name:
+            # A lone undefined word (``type: LPDDR4``): Accelergy reads it as a string.
+            log.warning("%s: %s: '%s' names nothing; read as the string \"%s\" (quote it to silence this)", file, key, text, text)
+            return QuotedStr(value)
         raise HalocError(
             f"unknown name '{exc.name}' in expression '{text}'",
             file=file,
@@ -366,7 +386,14 @@ def _evaluate_with(value: Any, lookup: Lookup, names_for_hint: Mapping[str, Any]
     return result
 
 
-def evaluate(value: Any, names: Mapping[str, Any], *, file: str | Path | None = None, key: str = "") -> Any:
+def evaluate(
+    value: Any,
+    names: Mapping[str, Any],
+    *,
+    file: str | Path | None = None,
+    key: str = "",
+    unparsable: str = "error",
+) -> Any:
     """Evaluate ``value`` as timeloopfe would: strings are expressions over ``names``.
 
     Non-strings and :class:`QuotedStr` pass through unchanged; ``"true"``/``"false"`` become
@@ -374,7 +401,11 @@ def evaluate(value: Any, names: Mapping[str, Any], *, file: str | Path | None = 
     ``names`` (which shadow the math functions and constants, as Python scoping does there).
     A string result comes back as a :class:`QuotedStr`, so evaluating it again is a no-op.
     Unknown names, forbidden constructs and arithmetic errors raise :class:`HalocError`
-    naming ``file`` and ``key``.
+    naming ``file`` and ``key``. A string that is not Python syntax at all raises too, or,
+    with ``unparsable="keep"``, comes back as a :class:`QuotedStr` with a warning (for
+    attribute values such as ``45nm`` or ``LPDDR4`` that files often leave unquoted; a lone
+    undefined word is kept the same way, but an expression with an unknown name is always
+    an error).
     """
 
     def lookup(name: str) -> Any:
@@ -382,7 +413,7 @@ def evaluate(value: Any, names: Mapping[str, Any], *, file: str | Path | None = 
             return names[name]
         raise _Unknown(name)
 
-    return _evaluate_with(value, lookup, names, file=file, key=key)
+    return _evaluate_with(value, lookup, names, file=file, key=key, unparsable=unparsable)
 
 
 def evaluate_mapping(
@@ -391,6 +422,7 @@ def evaluate_mapping(
     *,
     file: str | Path | None = None,
     key: str = "",
+    unparsable: str = "error",
 ) -> dict[str, Any]:
     """Evaluate a mapping of attributes in order, as timeloopfe does.
 
@@ -433,7 +465,7 @@ def evaluate_mapping(
                     return resolve(ref)
                 raise _Unknown(ref)
 
-            value = _evaluate_with(pending[name], lookup, {**scope, **attrs}, file=file, key=sub_key(name))
+            value = _evaluate_with(pending[name], lookup, {**scope, **attrs}, file=file, key=sub_key(name), unparsable=unparsable)
         finally:
             in_progress.pop()
         done[name] = value

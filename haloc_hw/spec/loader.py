@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ from haloc_hw.spec.constraints import node_constraint_directives
 from haloc_hw.spec.mapping import Directive
 from haloc_hw.spec.model import Architecture, ArithmeticLevel, StorageLevel
 from haloc_hw.spec.shipped import resolve_spec_path
-from haloc_hw.spec.yamltags import TaggedNode, read_spec_mapping
+from haloc_hw.spec.yamltags import TaggedNode
+from haloc_hw.workload import GROUPED_PROBLEM_DIMS
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +264,8 @@ def _flatten_v4(nodes: Any, *, file: Path, key: str, in_parallel: bool, out: lis
                 key=nkey,
                 fix="start every node with !Container, !Component, !Parallel or !Hierarchical",
             )
+        if node.tag == "Nothing":
+            continue
         if node.tag in ("Parallel", "Hierarchical"):
             if node.tag == "Parallel" and in_parallel:
                 raise HalocError("nested !Parallel", file=file, key=nkey, fix="list the parallel components in one !Parallel")
@@ -286,7 +290,23 @@ def _spatial(body: dict[str, Any], *, file: Path, key: str) -> tuple[int, int] |
     return int(mx), int(my)
 
 
-def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | None]:
+def _walk_v4(
+    nodes: Any,
+    *,
+    file: Path,
+    key: str,
+    dims: Sequence[str] = GROUPED_PROBLEM_DIMS,
+    aliases: dict[str, tuple[str, bool]] | None = None,
+) -> tuple[list[_Node], str | None]:
+    """Read a (processed) v0.4 node list into nodes, outermost first.
+
+    ``aliases`` receives the extra names mappings may target (see
+    :attr:`Architecture.target_aliases`). A fan-out-only level whose node gives no temporal
+    constraint gets one pinning every temporal factor in ``dims`` to 1, as timeloopfe's
+    processed spec does for the dummy level it inserts.
+    """
+    if aliases is None:
+        aliases = {}
     events: list[_Event] = []
     _flatten_v4(nodes, file=file, key=key, in_parallel=False, out=events)
     first_name: str | None = None
@@ -324,6 +344,13 @@ def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | No
                         becomes_level = True
                         break
             cons = body.get("constraints")
+            if sp is not None and sp != (1, 1) and above is not None:
+                # timeloopfe's inter_<name>_spatial level sits where the container is, with
+                # the instances above it: its spatial loops are the fan-out of the level
+                # above here. (A container that is a level here is timeloopfe's next
+                # inter_ level, or the component below, not this one.)
+                aliases[name] = (above, True)
+                aliases[f"inter_{name}_spatial"] = (above, True)
             if becomes_level:
                 level = _Node(
                     name=name,
@@ -338,8 +365,11 @@ def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | No
                     line=ev.line,
                 )
                 level.constraints = node_constraint_directives(
-                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints"
+                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims
                 )
+                if not (isinstance(cons, dict) and cons.get("temporal")):
+                    # timeloopfe pins the temporal factors of a fan-out-only node to 1
+                    level.constraints.append(Directive(target=name, type="temporal", factors={d: 1 for d in dims}))
                 out.append(level)
             elif cons:
                 if not isinstance(cons, dict) or set(cons) - {"spatial"}:
@@ -350,7 +380,7 @@ def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | No
                         fix="move dataspace/temporal constraints to a component",
                     )
                 directives = node_constraint_directives(
-                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints"
+                    cons, target=name, spatial_target=above, file=file, key=f"{ev.key}.constraints", dims=dims
                 )
                 if out:
                     out[-1].constraints.extend(directives)
@@ -383,8 +413,20 @@ def _walk_v4(nodes: Any, *, file: Path, key: str) -> tuple[list[_Node], str | No
             cons = body.get("constraints")
             if cons and kind == "compute":
                 raise HalocError("a compute component takes no constraints", file=file, key=f"{ev.key}.constraints", fix="put constraints on storage levels")
+            own_fanout = sp is not None and sp != (1, 1)
+            if own_fanout and above is not None:
+                # timeloopfe puts an inter_<name>_spatial level above a component with its
+                # own fan-out; here that fan-out is the one of the level above.
+                aliases[f"inter_{name}_spatial"] = (above, True)
             node.constraints = node_constraint_directives(
-                cons, target=name, spatial_target=name, file=file, key=f"{ev.key}.constraints"
+                cons,
+                target=name,
+                # the spatial block of a component with its own fan-out describes the loops
+                # that fan out into it (timeloopfe moves it to the inter_ level above)
+                spatial_target=above if own_fanout else name,
+                file=file,
+                key=f"{ev.key}.constraints",
+                dims=dims,
             )
             out.append(node)
     return out, first_name
@@ -521,7 +563,9 @@ def _storage_level(n: _Node, *, file: Path) -> StorageLevel:
     )
 
 
-def _build(nodes: list[_Node], *, file: Path, name: str, version: str) -> Architecture:
+def _build(
+    nodes: list[_Node], *, file: Path, name: str, version: str, aliases: dict[str, tuple[str, bool]] | None = None
+) -> Architecture:
     levels: list[StorageLevel] = []
     arithmetic: ArithmeticLevel | None = None
     directives: list[Directive] = []
@@ -572,11 +616,19 @@ def _build(nodes: list[_Node], *, file: Path, name: str, version: str) -> Archit
         source=file,
         node_constraints=tuple(directives),
         version=version,
+        target_aliases={k: v for k, v in (aliases or {}).items() if k not in {lv.name for lv in levels}},
     )
 
 
-def arch_from_dict(doc: dict[str, Any], *, file: str | Path = "<memory>") -> Architecture:
-    """Build an :class:`Architecture` from an already-loaded document (``architecture:`` key)."""
+def arch_from_dict(
+    doc: dict[str, Any], *, file: str | Path = "<memory>", dims: Sequence[str] = GROUPED_PROBLEM_DIMS
+) -> Architecture:
+    """Build an :class:`Architecture` from an already-loaded document (``architecture:`` key).
+
+    A v0.4 node list is expected as timeloopfe processed it (plain values); raw files go
+    through :func:`haloc_hw.spec.design.load_design`, which evaluates expressions first.
+    ``dims`` are the problem dimensions node constraints may name.
+    """
     file = Path(file)
     arch = doc.get("architecture")
     if arch is None:
@@ -587,8 +639,9 @@ def arch_from_dict(doc: dict[str, Any], *, file: str | Path = "<memory>") -> Arc
     if "nodes" in arch:
         if version is not None and str(version) not in ("0.4", "0.5"):
             raise HalocError(f"'nodes' is v0.4 syntax but version is {version}", file=file, key="architecture.version", fix="set version: 0.4")
-        nodes, first = _walk_v4(arch["nodes"], file=file, key="architecture.nodes")
-        return _build(nodes, file=file, name=str(first or file.stem), version="0.4")
+        aliases: dict[str, tuple[str, bool]] = {}
+        nodes, first = _walk_v4(arch["nodes"], file=file, key="architecture.nodes", dims=dims, aliases=aliases)
+        return _build(nodes, file=file, name=str(first or file.stem), version="0.4", aliases=aliases)
     if "subtree" in arch:
         if version is not None and str(version) not in ("0.3", "0.2"):
             raise HalocError(f"'subtree' is v0.3 syntax but version is {version}", file=file, key="architecture.version", fix="set version: 0.3")
@@ -605,11 +658,16 @@ def arch_from_dict(doc: dict[str, Any], *, file: str | Path = "<memory>") -> Arc
     )
 
 
-def load_arch(path: str | Path) -> Architecture:
+def load_arch(path: str | Path, *, set_values: Mapping[str, Any] | None = None) -> Architecture:
     """Read a Timeloop architecture file (v0.3 tree or v0.4 nodes; the version is detected).
 
+    The file goes through the same front end as a timeloopfe user's file set
+    (:func:`haloc_hw.spec.design.load_design`): Jinja2 templates (``set_values`` are their
+    variables and override same-named ``variables:``), includes, expressions, inheritance.
     A relative path that does not exist falls back to the shipped file of that name
     (``arch/eyeriss.yaml`` works outside the repository too).
     """
+    from haloc_hw.spec.design import load_design  # design imports this module
+
     path = resolve_spec_path(path, key="architecture")
-    return arch_from_dict(read_spec_mapping(path), file=path)
+    return load_design([path], set_values=set_values).architecture

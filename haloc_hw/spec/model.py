@@ -85,6 +85,12 @@ class Architecture:
     node_constraints: tuple[Any, ...] = field(default=(), compare=False, hash=False)
     # Dialect the architecture was read from ("0.3" or "0.4"), for messages only.
     version: str | None = field(default=None, compare=False, hash=False)
+    # Names a v0.4 mapping or constraint may target that are not levels here: a container
+    # (``PE``) or the ``inter_<name>_spatial`` level timeloopfe inserts for every node with a
+    # fan-out. Each maps to (level, collapsed): ``collapsed`` means timeloopfe's dummy level
+    # has no storage counterpart here (its fan-out is the fan-out of ``level``, the level
+    # above), so only spatial directives carry over and its temporal factors must all be 1.
+    target_aliases: dict[str, tuple[str, bool]] = field(default_factory=dict, compare=False, hash=False)
 
     def level(self, name: str) -> StorageLevel:
         for lvl in self.levels:

@@ -18,8 +18,9 @@ import yaml
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import read_yaml
+from haloc_hw.spec.expressions import QuotedStr
 
-ALLOWED_TAGS: tuple[str, ...] = ("!Container", "!Component", "!Parallel", "!Hierarchical")
+ALLOWED_TAGS: tuple[str, ...] = ("!Container", "!Component", "!Parallel", "!Hierarchical", "!Nothing")
 
 
 @dataclass
@@ -68,11 +69,29 @@ def _construct_unknown(loader: SpecLoader, suffix: str, node: yaml.Node) -> Unkn
     return UnknownTag(tag=node.tag, line=node.start_mark.line + 1, value=value)
 
 
+def _construct_str(loader: SpecLoader, node: yaml.Node) -> str:
+    """Plain strings as usual; quoted ones as :class:`QuotedStr` (never evaluated later)."""
+    value = loader.construct_scalar(node)  # type: ignore[arg-type]
+    if isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
+        return QuotedStr(value)
+    return str(value)
+
+
+SpecLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+# A QuotedStr is a str everywhere, including when specs are written back out.
+for _dumper in (yaml.SafeDumper, yaml.Dumper):
+    _dumper.add_representer(QuotedStr, yaml.representer.SafeRepresenter.represent_str)
+
 for _tag in ALLOWED_TAGS:
     SpecLoader.add_constructor(_tag, _construct_tagged)
 # Catch-all for every other explicit tag (exact constructors, including the standard
 # ``tag:yaml.org,2002:*`` ones, are tried first by PyYAML).
 SpecLoader.add_multi_constructor("", _construct_unknown)
+
+
+def find_unknown_tag(obj: Any) -> UnknownTag | None:
+    """The first :class:`UnknownTag` placeholder in a loaded document, if any."""
+    return _find_unknown(obj)
 
 
 def _find_unknown(obj: Any) -> UnknownTag | None:
