@@ -74,7 +74,19 @@ def price_point(design_files: Sequence[Path], constraint_files: Sequence[Path], 
         arch, variables = design.architecture, dict(design.variables)
     else:
         arch, variables = _interim_render(design_files, values)
-    constraints = load_constraints(list(constraint_files), arch)
+    if design is not None:
+        # the design's own constraints (node constraints and constraint sections of its files),
+        # then the space's constraint files, merged as one set
+        import dataclasses
+
+        from haloc_hw.spec.constraints import merge_directives
+        from haloc_hw.spec.mapping import Constraints
+
+        extra = load_constraints(list(constraint_files), dataclasses.replace(arch, node_constraints=()))
+        source = ", ".join(s for s in (str(design_files[0]), extra.source) if s)
+        constraints = Constraints(merge_directives([*design.constraints, *extra.directives], source), source)
+    else:
+        constraints = load_constraints(list(constraint_files), arch)
     if design is not None and _has("haloc_hw.energy", "estimate_design"):
         from haloc_hw.energy import estimate_design  # type: ignore[attr-defined]
         from haloc_hw.fileio import write_yaml_atomic
