@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "search",
     "baseline",
     "sweep",
+    "energy",
     "codesign",
 )
 

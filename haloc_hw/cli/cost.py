@@ -1,9 +1,11 @@
 """``haloc-hw cost model|map``: run the embedded model on a mapping, or the mapper on a layer.
 
-Files are given as Timeloop takes them, in any order; each is sorted by its top-level keys
-(``architecture``, ``problem``, ``mapping``, ``architecture_constraints`` /
-``mapspace_constraints``, ``mapper``, ``ERT``). v0.3 and v0.4 files both work. Without an
-ERT file the one shipped next to the architecture (``<arch>.ert.yaml``) is used.
+Files are given as a Timeloop / timeloopfe user passes them, in any order: plain files
+(``architecture``, ``problem``, ``mapping``, ``*constraints``, ``mapper``, ``ERT``) or a
+Jinja2 top file that includes the rest, with ``--set KEY=VALUE`` for its template
+variables (and same-named ``variables:``). They are read together by
+:func:`haloc_hw.spec.design.load_design` (merged by top-level key). v0.3 and v0.4 files both
+work. Without an ERT the one shipped next to the architecture (``<arch>.ert.yaml``) is used.
 
 Everything is computed before anything is written, and outputs are written atomically,
 so an error leaves ``--out`` untouched.
@@ -20,6 +22,7 @@ from haloc_hw.errors import HalocError
 
 if TYPE_CHECKING:
     from haloc_hw.cost.analytical.model import Evaluation
+    from haloc_hw.spec.design import Design
     from haloc_hw.spec.model import Architecture, EnergyTable
     from haloc_hw.workload import ConvShape
 
@@ -43,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_model.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p_model.add_argument("--json", action="store_true", help="print one JSON object")
     p_model.add_argument("--out", type=Path, metavar="DIR", help="write stats.txt (and stats.json) here")
+    _add_set(p_model)
     p_model.set_defaults(func=run_model)
 
     p_map = sub.add_parser(
@@ -54,7 +58,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_map.add_argument("--metric", default=None, help="delay,energy (default, lexicographic) | energy | edp | delay")
     p_map.add_argument("--json", action="store_true", help="print one JSON object")
     p_map.add_argument("--out", type=Path, metavar="DIR", help="write map.yaml and stats.txt here")
+    _add_set(p_map)
     p_map.set_defaults(func=run_map)
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="set_values",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Jinja2 template variable (timeloopfe's jinja_parse_data); also overrides a same-named "
+        "entry of variables: (repeatable)",
+    )
 
 
 def classify(files: list[Path]) -> dict[str, list[Path]]:
@@ -85,17 +102,45 @@ def _one(roles: dict[str, list[Path]], role: str, what: str) -> Path:
     return files[0]
 
 
-def _load_common(roles: dict[str, list[Path]]) -> tuple[Architecture, ConvShape, EnergyTable, Path]:
+def _with_temp_doc(doc: dict[str, Any], loader: Any, source: Path | None) -> Any:
+    """Run a path-based reader on an already-processed document (e.g. a problem a Jinja2
+    top file included); errors name the user's file, not the private temporary one."""
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="haloc-hw-") as tmp:
+        path = Path(tmp) / (source.name if source else "spec.yaml")
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        try:
+            return loader(path)
+        except HalocError as err:
+            raise HalocError(err.message, file=source, key=err.key, fix=err.fix) from None
+
+
+def _load_design(files: list[Path], set_pairs: list[str]) -> Design:
+    from haloc_hw.spec.design import load_design, parse_set_values
+
+    return load_design(files, set_values=parse_set_values(set_pairs))
+
+
+def _load_common(design: Design) -> tuple[Architecture, ConvShape, EnergyTable, Path]:
     from haloc_hw.spec.energy import load_energy_table
-    from haloc_hw.spec.loader import load_arch
     from haloc_hw.spec.shipped import require_ert_path
     from haloc_hw.workload import load_problem
 
-    arch_path = _one(roles, "arch", "architecture")
-    arch = load_arch(arch_path)
-    shape = load_problem(_one(roles, "problem", "problem"))
-    ert_path = require_ert_path(arch_path, _one(roles, "ert", "ERT") if roles.get("ert") else None)
-    return arch, shape, load_energy_table(ert_path, arch), arch_path
+    arch = design.architecture
+    arch_path = Path(design.sources.get("architecture", design.files[0]))
+    if design.problem is None:
+        raise HalocError("no problem file given", key="problem", fix="add the problem YAML to the command line")
+    problem_src = design.sources.get("problem")
+    shape = _with_temp_doc({"problem": design.problem}, load_problem, problem_src)
+    if design.ert is not None:
+        ert_src = design.sources.get("ERT")
+        energy = _with_temp_doc({"ERT": design.ert}, lambda p: load_energy_table(p, arch), ert_src)
+    else:
+        energy = load_energy_table(require_ert_path(arch_path), arch)
+    return arch, shape, energy, arch_path
 
 
 def _report(ev: Evaluation, title: str, arch: Architecture, energy: EnergyTable) -> tuple[dict[str, Any], str]:
@@ -132,12 +177,14 @@ def _summary(doc: dict[str, Any]) -> str:
 
 def run_model(args: argparse.Namespace) -> int:
     from haloc_hw.cost.analytical.model import AnalyticalModel
-    from haloc_hw.spec.constraints import load_mapping
+    from haloc_hw.spec.constraints import mapping_from_entries
 
     _check_out(args.out)
-    roles = classify(args.files)
-    arch, shape, energy, _ = _load_common(roles)
-    mapping = load_mapping(_one(roles, "mapping", "mapping"), arch)
+    design = _load_design(args.files, args.set_values)
+    arch, shape, energy, _ = _load_common(design)
+    if design.mapping is None:
+        raise HalocError("no mapping file given", key="mapping", fix="add the mapping YAML to the command line")
+    mapping = mapping_from_entries(design.mapping["mapping"], file=design.sources.get("mapping"), arch=arch)
     ev = AnalyticalModel(arch, energy).evaluate(shape, mapping)
     doc, text = _report(ev, "haloc-hw cost model", arch, energy)
     if args.out:
@@ -150,17 +197,24 @@ def run_map(args: argparse.Namespace) -> int:
     import yaml
 
     from haloc_hw.cost.analytical.mapper import Mapper, MapperSettings
-    from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml
+    from haloc_hw.spec.constraints import load_constraints, mapping_to_yaml, merge_directives
+    from haloc_hw.spec.mapping import Constraints
     from haloc_hw.spec.shipped import default_constraints_path
 
     _check_out(args.out)
-    roles = classify(args.files)
-    arch, shape, energy, arch_path = _load_common(roles)
-    cons_files = list(roles.get("constraints", []))
-    if not cons_files and not arch.node_constraints:
-        cons_files = [default_constraints_path(arch_path)]  # the shipped row-stationary constraints
-    constraints = load_constraints(cons_files, arch)
-    settings = MapperSettings.from_file(_one(roles, "mapper", "mapper settings")) if roles.get("mapper") else MapperSettings()
+    design = _load_design(args.files, args.set_values)
+    arch, shape, energy, arch_path = _load_common(design)
+    if design.constraints:
+        sources = sorted({str(p) for k, p in design.sources.items() if "constraints" in k or k == "architecture"})
+        source = ", ".join(sources)
+        constraints = Constraints(directives=merge_directives(design.constraints, source), source=source)
+    else:
+        constraints = load_constraints([default_constraints_path(arch_path)], arch)  # the shipped row-stationary constraints
+    settings = (
+        MapperSettings.from_dict({"mapper": design.mapper}, file=design.sources.get("mapper"))
+        if design.mapper is not None
+        else MapperSettings()
+    )
     result = Mapper(arch, constraints, energy, settings).search(shape, args.metric)
     doc, text = _report(result.evaluation, "haloc-hw cost map", arch, energy)
     map_doc = mapping_to_yaml(result.mapping)

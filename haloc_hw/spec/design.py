@@ -47,6 +47,27 @@ from haloc_hw.workload import GROUPED_PROBLEM_DIMS
 
 log = logging.getLogger(__name__)
 
+# Top-level keys timeloopfe knows (any key containing "constraints" is a constraints
+# section, e.g. extra_mapping_constraints, architecture_constraints).
+KNOWN_TOP_KEYS: frozenset[str] = frozenset(
+    {
+        "architecture",
+        "components",
+        "compound_components",
+        "mapping",
+        "mapper",
+        "problem",
+        "sparse_optimizations",
+        "variables",
+        "mapspace",
+        "globals",
+        "ERT",
+        "ART",
+        "model",
+        "dumped_by_timeloop_front_end",
+    }
+)
+
 _RESERVED_GLOBALS = ("version", "environment_variables", "expression_custom_functions", "accelergy_plug_ins")
 
 
@@ -92,6 +113,8 @@ class Design:
     art: dict[str, Any] | None
     fingerprint: str
     included_files: tuple[Path, ...] = field(default=(), compare=False)
+    # per top-level key, the file it came from (the top file for included content)
+    sources: dict[str, Path] = field(default_factory=dict, compare=False)
 
 
 def parse_set_values(pairs: Sequence[str]) -> dict[str, Any]:
@@ -311,6 +334,14 @@ def load_design(paths: Sequence[str | Path], *, set_values: Mapping[str, Any] | 
     files = _expand(paths)
     loaded = [load_spec_file(p, data=values) for p in files]
     doc, key2file = merge_documents([(f.path, f.content) for f in loaded])
+    for top in doc:
+        if top not in KNOWN_TOP_KEYS and "constraints" not in top:
+            raise HalocError(
+                f"unknown top-level key '{top}'",
+                file=key2file.get(top),
+                key=top,
+                fix=f"use {', '.join(sorted(KNOWN_TOP_KEYS))} or a *_constraints section",
+            )
     check_document_dense(doc, key2file)
     variables = _variables(doc, key2file, values)
     arch_doc = doc.get("architecture")
@@ -365,6 +396,7 @@ def load_design(paths: Sequence[str | Path], *, set_values: Mapping[str, Any] | 
         art=_optional_doc(doc, "ART"),
         fingerprint=digest,
         included_files=tuple(included),
+        sources=dict(key2file),
     )
 
 
