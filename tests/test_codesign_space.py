@@ -107,3 +107,12 @@ def test_ws_array_renders_with_its_variables(tmp_path):
     assert kept[("weights_spad", "datatype")].keep == ("Weights",)
     bigger = price_point([WS_TOP], [], {"meshX": 16, "meshY": 16}, workdir=tmp_path)
     assert bigger.area_mm2 > priced.area_mm2 > 0
+
+
+def test_shipped_ws_array_ert_is_the_current_estimate(tmp_path):
+    import yaml
+
+    price_point([WS_TOP], [], {}, workdir=tmp_path)
+    for name in ("ERT", "ART"):
+        shipped = yaml.safe_load((ROOT / "arch" / "ws_array" / f"{name}.yaml").read_text())
+        assert shipped == yaml.safe_load((tmp_path / f"{name}.yaml").read_text()), f"regenerate arch/ws_array/{name}.yaml"
