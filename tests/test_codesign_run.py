@@ -161,3 +161,40 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "variable 'meshX' has no values" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_kill_9_mid_run_keeps_finished_points(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"codesign_space": {
+        "design": [str(ROOT / "arch" / "eyeriss_space" / "top.yaml.jinja2")],
+        "constraint_files": [str(ROOT / "mappings" / "row_stationary.yaml")],
+        "variables": {"meshX": [8, 12, 14, 16], "glb_depth": [8192]}}}))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "haloc_hw.cli", "codesign", "--space", str(space), "--out", str(out),
+            "--data", "synthetic", "--subset", "64", "--epochs-base", "0", "--batch", "32", "--jobs", "1",
+            "--haloc-candidates", "0", "--no-html"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(out.glob("points/*/result.json")) and proc.poll() is None:
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = {p.parent.name: p.read_text() for p in out.glob("points/*/result.json")}
+    assert 1 <= len(done) < 4
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)} point(s) reused" in rerun.stdout
+    assert all((out / "points" / pid / "result.json").read_text() == text for pid, text in done.items())
+    with open(out / "points.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
