@@ -198,3 +198,12 @@ def test_kill_9_mid_run_keeps_finished_points(tmp_path):
     assert all((out / "points" / pid / "result.json").read_text() == text for pid, text in done.items())
     with open(out / "points.csv") as f:
         assert len(list(csv.DictReader(f))) == 8
+
+
+def test_points_that_render_alike_share_one_table(tmp_path):
+    space = _space(tmp_path, variables={"meshX": [14], "label": ["a", "b"]}, reference=None)  # label is unused
+    result = run(space, _cfg(tmp_path / "run"))
+    a, b = result.points
+    assert a["table"] == b["table"] and len(list((tmp_path / "run" / "tables").glob("*.sqlite"))) == 1
+    assert a["cache"]["cache_hits"] == 0 and b["cache"]["cache_hits"] == b["cache"]["entries"] > 0
+    assert result.stats["evaluated_entries"] == a["cache"]["entries"]

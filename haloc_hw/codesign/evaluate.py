@@ -20,12 +20,13 @@ depend on the hardware and are computed once by the parent (:class:`PointJob.err
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from haloc_hw.errors import HalocError
 
@@ -127,6 +128,19 @@ def evaluate_point(job: PointJob) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (processes of one host; Dask workers on one file system)."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _table_and_ranks(job: PointJob, priced: Any, fingerprint: Any) -> dict[str, Any]:
     from haloc_hw.cost.analytical.backend import AnalyticalCostModel
     from haloc_hw.cost.table import BackendIdentity, build_table
@@ -136,9 +150,11 @@ def _table_and_ranks(job: PointJob, priced: Any, fingerprint: Any) -> dict[str, 
     hw = fingerprint({"name": identity.name, "version": identity.version, "fp": identity.fingerprint})[:16]
     path = Path(job.tables_dir) / f"{hw}.sqlite"
     cands = job.candidates
-    table = build_table(list(job.layers), backend, path,
-                        candidates_fn=lambda info: cands.get(info.name, []), progress=False, strict="originals",
-                        metadata={"codesign_point": job.point_id, "values": job.values})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_suffix(".lock")):  # two points that render alike share one table: build it once
+        table = build_table(list(job.layers), backend, path,
+                            candidates_fn=lambda info: cands.get(info.name, []), progress=False, strict="originals",
+                            metadata={"codesign_point": job.point_id, "values": job.values})
     rep = table.build_report
     result: dict[str, Any] = {
         "table": str(path), "hardware": hw,

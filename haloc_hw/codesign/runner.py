@@ -73,7 +73,15 @@ def _make_executor(cfg: CodesignConfig, client: Any = None) -> Any:
 def _settings_key(cfg: CodesignConfig, space: DesignSpace) -> str:
     from haloc_hw.codesign.design_point import fingerprint
 
-    return fingerprint({"cfg": cfg.settings_key(), "design": [str(p) for p in space.design],
+    from haloc_hw.fileio import file_sha256
+
+    # the design's files (the top file's folder: included arch, component classes) and the
+    # constraint files by content, so an edited design is evaluated again
+    folders = sorted({p.parent for p in space.design})
+    contents = {str(f): file_sha256(f) for d in folders for f in sorted([*d.glob("*"), *d.glob("*/*")])
+                if f.is_file() and f.suffix in (".yaml", ".yml", ".jinja2", ".j2")}
+    contents.update({str(f): file_sha256(f) for f in space.constraint_files})
+    return fingerprint({"cfg": cfg.settings_key(), "design": [str(p) for p in space.design], "contents": contents,
                         "constraint_files": [str(p) for p in space.constraint_files],
                         "area_limit_mm2": space.area_limit_mm2})[:16]
 
