@@ -28,9 +28,10 @@ def test_each_baseline_meets_the_budget_on_the_grid(tmp_path, method, metric, bu
     costs = DictCosts()
     result = allocate(method, costs, CANDIDATES, parse_budget(budget, metric), tiny_model())
     ranks = result.ranks
-    assert set(ranks) == set(CANDIDATES)
+    assert set(ranks) | set(result.plan.skipped) >= set(CANDIDATES)  # each layer decomposed, or kept
     for name, rank in ranks.items():
         assert rank in CANDIDATES[name]
+        assert not all(costs.cost(name, *rank, m) >= costs.original_cost(name, m) for m in ("energy_pJ", "cycles"))
     total = _total(costs, ranks, metric)
     original = _total(costs, {}, metric)
     assert total <= budget * original * (1 + 1e-9)
@@ -40,7 +41,8 @@ def test_each_baseline_meets_the_budget_on_the_grid(tmp_path, method, metric, bu
     loaded = RankPlan.load(tmp_path / "ranks.json")
     assert loaded.ranks == ranks and loaded.met and not loaded.repaired
     assert all(layer.probability == 1.0 for layer in loaded.layers)
-    assert set(json.loads((tmp_path / "ranks.json").read_text())["skipped"]) == {"dw"}  # kept undecomposed
+    skipped = json.loads((tmp_path / "ranks.json").read_text())["skipped"]
+    assert "dw" in skipped and set(skipped) - {"dw"} == set(CANDIDATES) - set(ranks)  # kept undecomposed
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -135,20 +137,100 @@ def test_greedy_is_monotone_in_the_budget():
     for budget in (0.26, 0.3, 0.4, 0.5, 0.7, 0.9):
         ranks = allocate("greedy", costs, CANDIDATES, parse_budget(budget, "energy_pJ"), model).ranks
         if previous is not None:
-            for name in CANDIDATES:
-                assert CANDIDATES[name].index(ranks[name]) >= CANDIDATES[name].index(previous[name])
+            for name in CANDIDATES:  # a kept layer counts as the largest option
+                def position(chosen, name=name):
+                    return CANDIDATES[name].index(chosen[name]) if name in chosen else len(CANDIDATES[name])
+                assert position(ranks) >= position(previous)
         previous = ranks
 
 
 def test_greedy_takes_the_step_with_most_cost_saved_per_error():
     costs = DictCosts()
     grid = {"conv2": CANDIDATES["conv2"], "conv3": CANDIDATES["conv3"]}
-    # conv3's step down costs almost no error, conv2's a lot: conv3 must go first
-    errors = {"conv2": [0.9, 0.5, 0.0], "conv3": [0.02, 0.011, 0.01]}
-    full = {"conv2": grid["conv2"][-1], "conv3": grid["conv3"][-1]}
-    start = _total(costs, full, "energy_pJ")
-    one_step = _total(costs, {**full, "conv3": grid["conv3"][1]}, "energy_pJ")
-    budget = parse_budget(f"{(start + one_step) / 2}pJ", "energy_pJ")
+    # from the original layers (error 0; the full-rank candidates cost more, so they are no
+    # options): conv3's step down costs little error, conv2's a lot: conv3 must go first
+    errors = {"conv2": [0.9, 0.5, 0.3], "conv3": [0.02, 0.011, 0.01]}
+    start = _total(costs, {}, "energy_pJ")
+    two_steps = _total(costs, {"conv3": grid["conv3"][1]}, "energy_pJ")
+    budget = parse_budget(f"{two_steps * 1.0001}pJ", "energy_pJ")
+    assert two_steps < start
     result = greedy_ranks(costs, grid, {}, budget, errors=errors)
-    assert result.ranks == {"conv2": (16, 8), "conv3": (8, 8)}
+    assert result.ranks == {"conv3": (8, 8)} and "conv2" in result.plan.skipped
     assert [s["layer"] for s in result.details["steps"]] == ["conv3"]
+    assert result.details["steps"][0]["from"] == "original"
+
+
+class _DearCosts(DictCosts):
+    """conv3's largest candidate costs 1.07x its original layer (as a Tucker-2 candidate of
+    ResNet-20's layer3.0.conv1 did on Eyeriss); conv2's candidates all cost more than conv2."""
+
+    def cost(self, layer, r1, r2, metric):
+        if layer == "conv3" and (r1, r2) == (16, 16):
+            return 1.07 * self.original_cost(layer, metric)
+        if layer == "conv2":
+            return 1.5 * self.original_cost(layer, metric)
+        return super().cost(layer, r1, r2, metric)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("budget", [0.99, 0.8, 0.6])
+def test_no_allocator_picks_a_candidate_dearer_than_its_original_layer(method, budget):
+    costs = _DearCosts()
+    try:
+        result = allocate(method, costs, CANDIDATES, parse_budget(budget, "energy_pJ"), tiny_model())
+    except HalocError as err:  # a budget the method cannot reach says so
+        assert "reach" in str(err)
+        return
+    for name, rank in result.ranks.items():
+        assert costs.cost(name, *rank, "energy_pJ") < costs.original_cost(name, "energy_pJ"), (name, rank)
+    assert "conv2" not in result.ranks and "every rank candidate costs" in result.plan.skipped["conv2"]
+    assert result.plan.met
+
+
+def test_the_search_plan_keeps_a_layer_whose_argmax_costs_more_than_it():
+    from haloc_hw.rankspace import make_plan
+
+    probs = {"a": [0.1, 0.9], "b": [0.8, 0.2]}
+    cands = {"a": [(2, 2), (4, 4)], "b": [(2, 2), (4, 4)]}
+    costs = {"a": [10.0, 43.0], "b": [10.0, 50.0]}  # a's argmax (4, 4) costs more than a (40)
+    plan = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, metric="cycles", budget=100.0,
+                     budget_text="100", fixed_cost=5.0)
+    assert plan.ranks == {"b": (2, 2)} and "a" in plan.skipped
+    assert plan.total_cost == 5.0 + 40.0 + 10.0 and plan.searched_total == 5.0 + 43.0 + 10.0
+    # too tight for keeping a: the repair moves it to its cheaper candidate
+    tight = make_plan(probs, cands, costs, {"a": 40.0, "b": 60.0}, metric="cycles", budget=30.0,
+                      budget_text="30", fixed_cost=5.0)
+    assert tight.ranks == {"a": (2, 2), "b": (2, 2)} and tight.met and tight.repair_steps[0]["from"] == "original"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_alds_minimises_the_largest_error_like_brute_force(seed):
+    import itertools
+    import random
+
+    from haloc_hw.baselines import alds_ranks
+
+    rng = random.Random(seed)
+    costs = DictCosts()
+    grid = {n: sorted(c) for n, c in CANDIDATES.items()}
+    # random errors falling with rank (the original layer: error 0)
+    errors = {n: sorted((rng.random() for _ in c), reverse=True) for n, c in grid.items()}
+    budget = rng.uniform(0.3, 0.9)
+    options = {n: [c for c in grid[n] if costs.cost(n, *c, "energy_pJ") < costs.original_cost(n, "energy_pJ")] + [None]
+               for n in grid}
+    limit = budget * _total(costs, {}, "energy_pJ")
+    best = None
+    for combo in itertools.product(*options.values()):
+        ranks = {n: r for n, r in zip(options, combo) if r is not None}
+        if _total(costs, ranks, "energy_pJ") <= limit * (1 + 1e-9):
+            worst = max(errors[n][grid[n].index(ranks[n])] if n in ranks else 0.0 for n in grid)
+            best = worst if best is None else min(best, worst)
+    try:
+        result = alds_ranks(costs, grid, {}, parse_budget(budget, "energy_pJ"), errors=errors)
+    except HalocError:
+        assert best is None
+        return
+    assert best is not None and result.details["minimax_error"] == pytest.approx(best)
+    got = max(errors[n][grid[n].index(r)] for n, r in result.ranks.items()) if result.ranks else 0.0
+    assert got <= best + 1e-12 and result.plan.met
+    assert _total(costs, result.ranks, "energy_pJ") <= limit * (1 + 1e-9)

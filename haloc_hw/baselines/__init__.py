@@ -1,8 +1,8 @@
-"""Baseline rank allocators at the same budget as the HALOC search: uniform, VBMF and greedy.
+"""Baseline rank allocators at the same budget as the HALOC search: uniform, VBMF, greedy and ALDS.
 
-Each takes the cost table (any :class:`~haloc_hw.search.budget.CostLookup`), the candidate
-grid per layer and a parsed :class:`~haloc_hw.search.budget.Budget`, and returns a
-:class:`BaselineResult` whose ``plan`` is a :class:`~haloc_hw.search.plan.RankPlan`, saved as
+Each takes the cost table (any :class:`~haloc_hw.rankspace.CostLookup`), the candidate
+grid per layer and a parsed :class:`~haloc_hw.rankspace.Budget`, and returns a
+:class:`BaselineResult` whose ``plan`` is a :class:`~haloc_hw.rankspace.RankPlan`, saved as
 ``ranks.json`` in the search's format. :func:`allocate` picks the method by name.
 """
 
@@ -13,14 +13,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from haloc_hw.baselines.alds import alds_ranks
 from haloc_hw.baselines.common import BaselineResult, Problem
 from haloc_hw.baselines.greedy import candidate_errors, greedy_ranks
 from haloc_hw.baselines.uniform import uniform_ranks
 from haloc_hw.baselines.vbmf import EVBMFResult, estimate_layer_ranks, evbmf, vbmf_ranks
 from haloc_hw.errors import HalocError
-from haloc_hw.search.budget import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup
 
-METHODS: tuple[str, ...] = ("uniform", "vbmf", "greedy")
+METHODS: tuple[str, ...] = ("uniform", "vbmf", "greedy", "alds")
 
 Rank = tuple[int, int]
 
@@ -49,10 +50,12 @@ def allocate(method: str, costs: CostLookup, candidates: Mapping[str, Sequence[R
         return uniform_ranks(costs, candidates, channels, budget, source=source)
     if method == "vbmf":
         return vbmf_ranks(costs, candidates, weights, budget, source=source)
+    if method == "alds":
+        return alds_ranks(costs, candidates, weights, budget, source=source, progress=progress)
     return greedy_ranks(costs, candidates, weights, budget, source=source, progress=progress)
 
 
 __all__ = [
-    "METHODS", "BaselineResult", "EVBMFResult", "Problem", "allocate", "candidate_errors", "conv_weights",
+    "METHODS", "BaselineResult", "alds_ranks", "EVBMFResult", "Problem", "allocate", "candidate_errors", "conv_weights",
     "estimate_layer_ranks", "evbmf", "greedy_ranks", "uniform_ranks", "vbmf_ranks",
 ]

@@ -1,6 +1,8 @@
 """Greedy ranks: trade table cost for approximation error, one step at a time.
 
-Start with every layer at its largest candidate. While the model total is over budget,
+Start with every layer as it is (the original layer is every layer's largest option; candidates
+that cost at least as much are not options, see :class:`~haloc_hw.baselines.common.Problem`).
+While the model total is over budget,
 consider for each layer the step to its next smaller candidate that lowers the model total
 (candidates that would not save anything, as can happen on measured GPU tables, are skipped
 over), and take the step with the most cost saved per unit of added approximation error,
@@ -20,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from haloc_hw.baselines.common import BaselineResult, Problem, Rank
-from haloc_hw.search.budget import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,15 @@ def greedy_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], we
     Tucker-2 decompositions; otherwise they are computed from ``weights``.
     """
     problem = Problem(costs, candidates, budget, source=source)
+    given_errors = errors is not None
     if errors is None:
         problem.require(weights, what="weights", key="weights", item="the base model's conv weights")
         errors = candidate_errors(weights, problem.candidates, progress=progress)
-    errs = {n: list(errors[n]) for n in problem.names}
-    choice = {n: len(problem.candidates[n]) - 1 for n in problem.names}
+    if given_errors:  # per candidate of the full grid: keep the candidates the problem kept
+        errs = {n: [float(v) for v in problem.grid_values(n, list(errors[n]))] + [0.0] for n in problem.names}
+    else:
+        errs = {n: [float(v) for v in errors[n]] + [0.0] for n in problem.names}  # the original layer is exact
+    choice = {n: problem.keep(n) for n in problem.names}
     total = problem.total(choice)
     steps: list[dict[str, object]] = []
     while total > problem.budget + problem.tol:
@@ -75,15 +81,19 @@ def greedy_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], we
                         best = (key, name, k, new_total, added)
                     break
         if best is None:
-            raise problem.unreachable("greedy", total, "lowering ranks from the largest candidates")
+            raise problem.unreachable("greedy", total, "lowering ranks from the original layers")
         (_, saved, _), name, k, new_total, added = best
-        steps.append({"layer": name, "from": list(problem.candidates[name][choice[name]]),
+        steps.append({"layer": name, "from": _option(problem, name, choice[name]),
                       "to": list(problem.candidates[name][k]), "saved": saved, "added_error": added,
                       "total": new_total})
         choice[name] = k
         total = new_total
-    note = (f"greedy cost-per-error lowering from the largest candidates in {len(steps)} step(s); "
+    note = (f"greedy cost-per-error lowering from the original layers in {len(steps)} step(s); "
             f"total {total:.6g} <= budget {problem.budget:.6g}")
     log.info("greedy baseline: %s", note)
     plan = problem.plan(choice, "greedy", note)
     return BaselineResult("greedy", plan, {"steps": steps, "errors": errs})
+
+
+def _option(problem: Problem, name: str, j: int) -> list[int] | str:
+    return "original" if j == problem.keep(name) else list(problem.candidates[name][j])

@@ -21,7 +21,8 @@ and a golden-section refinement (no SciPy needed).
 
 Guards for rank selection: an estimate is never 0 (a layer with no signal above the noise
 keeps rank 1 before snapping) and never above the channel count; it is then snapped to the
-nearest candidate on the layer's grid (ties go to the larger rank). When the snapped ranks
+nearest option of the layer: its candidates, or the layer itself at rank ``(M, C)`` (ties go to
+the larger rank). When the snapped ranks
 exceed the budget, all estimates are scaled by a common factor ``s < 1`` (in steps of 0.01)
 and snapped again until the model total fits; ranks under the budget are kept as VBMF
 estimated them (VBMF is a rank estimator, not a budget filler).
@@ -38,7 +39,7 @@ import torch
 
 from haloc_hw.baselines.common import BaselineResult, Problem, Rank
 from haloc_hw.errors import HalocError
-from haloc_hw.search.budget import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,14 @@ def vbmf_ranks(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], weig
     problem = Problem(costs, candidates, budget, source=source)
     problem.require(weights, what="weights", key="weights", item="the base model's conv weights")
     estimates = {n: estimate_layer_ranks(weights[n]) for n in problem.names}
+    # the options: the candidates, then the original layer at full rank (index problem.keep(n))
+    options = {n: list(problem.candidates[n]) + [(int(weights[n].shape[0]), int(weights[n].shape[1]))]
+               for n in problem.names}
     best_total = float("inf")
     steps = round(1.0 / SCALE_STEP)
     for i in range(steps + 1):
         scale = max(1.0 - i * SCALE_STEP, SCALE_STEP / 10)  # never 0: estimates stay >= 1 before snapping
-        choice = {n: snap((max(1.0, e1 * scale), max(1.0, e2 * scale)), problem.candidates[n])
+        choice = {n: snap((max(1.0, e1 * scale), max(1.0, e2 * scale)), options[n])
                   for n, (e1, e2) in estimates.items()}
         total = problem.total(choice)
         best_total = min(best_total, total)

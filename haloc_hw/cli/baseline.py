@@ -1,4 +1,4 @@
-"""``haloc-hw baseline``: uniform, VBMF or greedy ranks at the same budget as the search, then the same fine-tune.
+"""``haloc-hw baseline``: uniform, VBMF, greedy or ALDS ranks at the same budget as the search, then the same fine-tune.
 
 Steps, as in ``haloc-hw search`` (the shared ones live in :mod:`haloc_hw.pipeline`):
 
@@ -6,7 +6,7 @@ Steps, as in ``haloc-hw search`` (the shared ones live in :mod:`haloc_hw.pipelin
    (``--table``, built there when missing, or ``OUT/table.sqlite``);
 2. the ranks of ``--method`` within the budget (``OUT/ranks.json`` in the search's format,
    ``OUT/baseline.json`` with what the method found: the uniform fraction, the VBMF
-   estimates and scale, or the greedy steps);
+   estimates and scale, the greedy steps, or the ALDS errors);
 3. the Tucker-2 decomposition of the base model at those ranks, fine-tuned
    (``OUT/finetune/``), evaluated and exported (``model.pt``, ``model.onnx``, ``metrics.json``,
    ``config.yaml``).
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     from haloc_hw.pipeline import add_run_arguments, add_run_parser
 
     p = add_run_parser(subparsers, "baseline", doc=__doc__,
-                       help="uniform / VBMF / greedy ranks at the search's budget, fine-tuned the same way")
+                       help="uniform / VBMF / greedy / ALDS ranks at the search's budget, fine-tuned the same way")
     p.add_argument("--method", required=True, choices=METHODS, help="rank allocation rule")
     add_run_arguments(p)
     p.set_defaults(func=run)

@@ -65,11 +65,10 @@ from tqdm.auto import tqdm
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
+from haloc_hw.rankspace import (DECODES, Budget, CostLookup, RankPlan, candidate_vectors, check_table, combine,
+                                components, make_plan, parse_budget, resolve_budget)
 from haloc_hw.search.alphas import AlphaMatrix
-from haloc_hw.search.budget import (Budget, CostLookup, candidate_vectors, check_table, combine, components,
-                                    parse_budget, resolve_budget)
 from haloc_hw.search.graphs import graph_pool_bytes
-from haloc_hw.search.plan import DECODES, RankPlan, make_plan
 from haloc_hw.search.supernet import Supernet
 
 log = logging.getLogger(__name__)
@@ -299,7 +298,7 @@ class HalocSearch:
             metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
             repair=cfg.repair, decode=cfg.decode,
         )
-        plan.skipped = dict(supernet.skipped)
+        plan.skipped = {**supernet.skipped, **plan.skipped}  # not searched, then kept by the plan
         if is_main:
             if not history["epochs"]:
                 write_json_atomic(out_dir / HISTORY_NAME, history)

@@ -301,12 +301,18 @@ class Supernet(nn.Module):
         """The plain network with each searched conv replaced by its chosen candidate's *trained* factors.
 
         ``ranks`` defaults to :meth:`argmax_ranks`; any rank given must be one of the layer's
-        candidates. Nothing is re-decomposed.
+        candidates. A searched layer missing from ``ranks`` (one the plan kept, see
+        :func:`haloc_hw.rankspace.make_plan`) gets its original conv back. Nothing is re-decomposed.
         """
         ranks = dict(ranks) if ranks is not None else self.argmax_ranks()
         net = copy.deepcopy(self.net)
         for name in self._names:
             layer: RankChoiceConv = net.get_submodule(name)  # type: ignore[assignment]
+            if name not in ranks:
+                for param in layer.original.parameters():  # frozen as the search's target; trainable again
+                    param.requires_grad_(True)
+                replace_submodule(net, name, layer.original)
+                continue
             rank = tuple(int(v) for v in ranks[name])
             if rank not in layer.candidates:
                 raise HalocError(f"rank {rank} is not a candidate of {name}", key=name, fix=f"use one of {layer.candidates}")
