@@ -51,7 +51,7 @@ class CodesignConfig:
         from haloc_hw.codesign.evaluate import CHEAP_METHODS
         from haloc_hw.cost.base import METRICS
         from haloc_hw.models import MODEL_NAMES
-        from haloc_hw.search.budget import parse_budget
+        from haloc_hw.rankspace import parse_budget
 
         if self.model not in MODEL_NAMES:
             raise HalocError(f"unknown model '{self.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")

@@ -52,7 +52,7 @@ class PointJob:
     channels: dict[str, tuple[int, int]]
     errors: dict[str, dict[str, float]]  # layer -> "r1,r2" -> relative Tucker-2 error
     weight_norms: dict[str, float]  # layer -> ||W||^2
-    budget: Any  # search.budget.Budget
+    budget: Any  # rankspace.Budget
     methods: tuple[str, ...] = CHEAP_METHODS
     area_limit_mm2: float | None = None
     mapper_metric: str = "delay,energy"

@@ -110,7 +110,7 @@ def run(space: DesignSpace | str | Path, cfg: CodesignConfig, *, client: Any = N
         space = load_space(space)
     cfg.validate()
     points, removed = enumerate_points(space)
-    from haloc_hw.search.budget import parse_budget
+    from haloc_hw.rankspace import parse_budget
 
     budget = parse_budget(cfg.budget, cfg.metric)
     executor = _make_executor(cfg, client)  # an unreachable scheduler fails here, before anything is written
