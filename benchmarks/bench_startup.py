@@ -1,0 +1,50 @@
+"""Start-up and end-to-end CLI times against the recorded timeloop-mapper wall times.
+
+Prints, per golden case, ``haloc-hw cost map`` end to end (a fresh process, as a user runs
+it) and its ratio to ``timeloop-mapper``'s wall time from ``summary.json``; and the median
+time of ``haloc-hw --help``. Targets (issue 14): --help <= 0.3 s, cost map median <= 0.3 s.
+
+    python benchmarks/bench_startup.py [--golden /work/shared/timeloop-golden] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "haloc_hw.cli", *argv], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--golden", type=Path, default=Path("/work/shared/timeloop-golden"))
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    help_s = statistics.median(_time(["--help"]) for _ in range(a.repeats))
+    print(f"haloc-hw --help: median {help_s:.3f} s (target 0.3 s)")
+    ratios, times = [], []
+    for case in sorted(p for p in a.golden.iterdir() if (p / "summary.json").is_file()):
+        files = [str(case / f) for f in ("arch.yaml", "problem.yaml", "constraints.yaml", "mapper.yaml", "ERT.yaml")]
+        t = statistics.median(_time(["cost", "map", *files, "--json"]) for _ in range(a.repeats))
+        mapper_s = json.loads((case / "summary.json").read_text())["mapper_seconds"]
+        times.append(t)
+        ratios.append(mapper_s / t)
+        print(f"{case.name:20s} cost map {t:.3f} s   timeloop-mapper {mapper_s:.2f} s   {mapper_s / t:.1f}x faster")
+    if times:
+        print(f"cost map end to end: median {statistics.median(times):.3f} s (target 0.3 s), "
+              f"median speed-up over timeloop-mapper {statistics.median(ratios):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
