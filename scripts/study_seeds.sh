@@ -11,7 +11,13 @@
 # --decode expected lands within a fraction of a percent of its budget, the allocators at or
 # below it; metrics.json records each run's energy). Knobs (env): MODEL, SEEDS (distinct),
 # BUDGET, DATA_ROOT, DEVICE, BATCH, SUBSET, EPOCHS_BASE, EPOCHS_SEARCH, WARMUP_EPOCHS, EPOCHS_FT,
-# LR_ALPHA, TAU_FINAL, STOP_ENTROPY, PENALTY, DISTILL ("T,alpha" or empty), METHODS, STEP, PY.
+# LR_ALPHA, TAU_FINAL, STOP_ENTROPY, PENALTY, DISTILL ("T,alpha" or empty), METHODS, STEP, PY,
+# ARCH_STEPS (per-val-batch | per-train-batch), MPS (1: start the CUDA MPS daemon so the runs'
+# kernels share the GPU instead of taking turns), SCHEDULE (all: every seed's runs at once;
+# seed: one seed's five runs at a time).
+#
+# A run whose folder already holds metrics.json (a base: model.pt) is skipped, so the script can be
+# restarted on a folder that a cut-off command left behind and only the missing runs are made.
 set -u
 OUT=${OUT:?set OUT to an output folder}
 MODEL=${MODEL:-resnet20}
@@ -30,6 +36,9 @@ STOP_ENTROPY=${STOP_ENTROPY:-0.2}
 PENALTY=${PENALTY:-hinge}
 DISTILL=${DISTILL-4,0.9}
 METHODS=${METHODS:-uniform vbmf greedy alds}
+ARCH_STEPS=${ARCH_STEPS:-per-val-batch}
+MPS=${MPS:-0}
+SCHEDULE=${SCHEDULE:-all}
 PY=${PY:-python3}
 declare -A STEPS=([resnet20]=4 [vgg16]=8)
 declare -A BUDGETS=([resnet20]=0.55 [vgg16]=0.2)
@@ -43,8 +52,9 @@ cores=$(nproc 2>/dev/null || echo 4)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/logs" "$OUT/tables"
 hh() { "$PY" -m haloc_hw.cli "$@"; }
-run() {  # run NAME COMMAND...: log, time, record the exit code
-  local name=$1; shift
+run() {  # run NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else log, time, record the exit code
+  local name=$1 done_file=$2; shift 2
+  if [ -e "$done_file" ]; then echo "$name skipped (done)" | tee -a "$OUT/logs/steps.txt"; return 0; fi
   local t0=$SECONDS
   "$@" >"$OUT/logs/$name.log" 2>&1
   local rc=$?
@@ -52,37 +62,51 @@ run() {  # run NAME COMMAND...: log, time, record the exit code
   return $rc
 }
 { date -u +%FT%TZ; git rev-parse HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
-  "$PY" -c 'import torch; print("torch", torch.__version__)'; echo "cores $cores"; } >"$OUT/logs/provenance.txt"
+  "$PY" -c 'import torch; print("torch", torch.__version__)'; echo "cores $cores"; } >>"$OUT/logs/provenance.txt"
+if [ "$MPS" = 1 ]; then  # keep MPS only when a CUDA client really works through it
+  if nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt" \
+     && timeout 60 "$PY" -c 'import torch; torch.ones(1, device="cuda").sum().item()' 2>>"$OUT/logs/provenance.txt"; then
+    echo "mps daemon started" >>"$OUT/logs/provenance.txt"
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null
+    echo "mps unavailable; the runs take turns on the GPU" >>"$OUT/logs/provenance.txt"
+  fi
+fi
 common=(--data fashion-mnist --data-root "$DATA_ROOT" --batch "$BATCH" --device "$DEVICE" --no-onnx --no-progress)
 [ -n "$SUBSET" ] && common+=(--subset "$SUBSET")
 finetune=(--epochs-finetune "$EPOCHS_FT" --lr-finetune 0.01)
 [ -n "$DISTILL" ] && finetune+=(--distill "$DISTILL")
 search=(--epochs-search "$EPOCHS_SEARCH" --warmup-epochs "$WARMUP_EPOCHS" --decode expected --lr-alpha "$LR_ALPHA"
-        --penalty "$PENALTY")
+        --penalty "$PENALTY" --arch-steps "$ARCH_STEPS")
 [ -n "$TAU_FINAL" ] && search+=(--tau-final "$TAU_FINAL")
 [ -n "$STOP_ENTROPY" ] && search+=(--stop-entropy "$STOP_ENTROPY")
 table="$OUT/tables/${MODEL}_eyeriss/${MODEL}_eyeriss.sqlite"
 
 # 1. the Eyeriss energy table (CPU) while the base models train
-( run "table" hh tables --model "$MODEL" --dataset fashion-mnist --arch arch/eyeriss.yaml --step "$STEP" --jobs 4 \
-      --no-progress --out "$OUT/tables/${MODEL}_eyeriss" ) &
+( run "table" "$table" hh tables --model "$MODEL" --dataset fashion-mnist --arch arch/eyeriss.yaml --step "$STEP" \
+      --jobs 4 --no-progress --out "$OUT/tables/${MODEL}_eyeriss" ) &
 for seed in $SEEDS; do
-  ( run "base_s$seed" hh train --model "$MODEL" --data fashion-mnist --data-root "$DATA_ROOT" --batch "$BATCH" \
-        --seed "$seed" --device "$DEVICE" --epochs "$EPOCHS_BASE" --schedule cosine --no-onnx --no-progress \
-        ${SUBSET:+--subset "$SUBSET"} --out "$OUT/s$seed/base" ) &
+  ( run "base_s$seed" "$OUT/s$seed/base/model.pt" hh train --model "$MODEL" --data fashion-mnist \
+        --data-root "$DATA_ROOT" --batch "$BATCH" --seed "$seed" --device "$DEVICE" --epochs "$EPOCHS_BASE" \
+        --schedule cosine --no-onnx --no-progress ${SUBSET:+--subset "$SUBSET"} --out "$OUT/s$seed/base" ) &
 done
 wait
 
-# 2. HALOC and every baseline, every seed, at once
-for seed in $SEEDS; do
-  ( run "haloc_s$seed" hh search --model "$MODEL" --arch arch/eyeriss.yaml --table "$table" --step "$STEP" \
-        --base "$OUT/s$seed/base" --budget-energy "$BUDGET" --seed "$seed" "${search[@]}" "${finetune[@]}" \
-        "${common[@]}" --out "$OUT/s$seed/haloc" ) &
+# 2. HALOC and every baseline: every seed at once, or one seed at a time
+seed_runs() {  # seed_runs SEED: HALOC and the baselines of one seed, in the background
+  local seed=$1 method
+  ( run "haloc_s$seed" "$OUT/s$seed/haloc/metrics.json" hh search --model "$MODEL" --arch arch/eyeriss.yaml \
+        --table "$table" --step "$STEP" --base "$OUT/s$seed/base" --budget-energy "$BUDGET" --seed "$seed" \
+        "${search[@]}" "${finetune[@]}" "${common[@]}" --out "$OUT/s$seed/haloc" ) &
   for method in $METHODS; do
-    ( run "${method}_s$seed" hh baseline --method "$method" --model "$MODEL" --arch arch/eyeriss.yaml \
-          --table "$table" --step "$STEP" --base "$OUT/s$seed/base" --budget-energy "$BUDGET" --seed "$seed" \
-          "${finetune[@]}" "${common[@]}" --out "$OUT/s$seed/$method" ) &
+    ( run "${method}_s$seed" "$OUT/s$seed/$method/metrics.json" hh baseline --method "$method" --model "$MODEL" \
+          --arch arch/eyeriss.yaml --table "$table" --step "$STEP" --base "$OUT/s$seed/base" \
+          --budget-energy "$BUDGET" --seed "$seed" "${finetune[@]}" "${common[@]}" --out "$OUT/s$seed/$method" ) &
   done
+}
+for seed in $SEEDS; do
+  seed_runs "$seed"
+  [ "$SCHEDULE" = seed ] && wait
 done
 wait
 echo "done $(date -u +%FT%TZ)" | tee -a "$OUT/logs/steps.txt"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from haloc_hw.search.diagnostics import collect_study, plot_accuracy_vs_energy, plot_entropy, study_markdown
 
+if len(sys.argv) != 3 or not Path(sys.argv[1]).is_dir():
+    sys.exit("usage: python scripts/summarise_seeds.py STUDY_FOLDER DEST  (STUDY_FOLDER: the OUT of study_seeds.sh)")
 root, dest = Path(sys.argv[1]), Path(sys.argv[2])
 dest.mkdir(parents=True, exist_ok=True)
 runs = collect_study(root)
