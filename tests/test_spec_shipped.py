@@ -136,3 +136,28 @@ def test_golden_mapping_targets_exist_in_the_v04_eyeriss() -> None:
             for v in d.factors.values():
                 total *= v
             assert total <= fx * fy
+
+
+def test_default_constraints_follow_the_design_folder(tmp_path: Path) -> None:
+    """A design's own constraints.yaml wins; a Jinja2 top file without one keeps only its node
+    constraints; a plain v0.3 arch gets the row-stationary file."""
+    from haloc_hw.spec.shipped import default_constraints_paths
+
+    ws = REPO / "arch" / "ws_array"
+    assert default_constraints_paths(ws / "top.yaml.jinja2") == [(ws / "constraints.yaml").resolve()]
+    lone = tmp_path / "top.yaml.jinja2"
+    lone.write_text("variables: {}\n")
+    assert default_constraints_paths(lone) == []
+    assert default_constraints_paths(REPO / "arch" / "eyeriss.yaml") == [default_constraints_path(REPO / "arch" / "eyeriss.yaml")]
+
+
+def test_custom_v04_design_prices_a_layer_without_naming_constraints() -> None:
+    """`--arch arch/ws_array/top.yaml.jinja2` alone is enough: the row-stationary constraints
+    name Eyeriss' levels and used to refuse this design."""
+    from haloc_hw.cost.analytical.backend import AnalyticalCostModel
+    from haloc_hw.workload import ConvShape
+
+    model = AnalyticalCostModel.from_files(REPO / "arch" / "ws_array" / "top.yaml.jinja2")
+    layer = ConvShape(C=16, M=32, R=3, S=3, P=8, Q=8)
+    (cost,) = model.evaluate([layer])
+    assert cost.energy_pJ > 0 and cost.cycles >= layer.macs / (16 * 16)  # at most one MAC per PE per cycle

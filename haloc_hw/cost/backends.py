@@ -154,7 +154,7 @@ def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
 
 def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
     from haloc_hw.cost.timeloop import DEFAULT_TIMEOUT_S, TimeloopCostModel
-    from haloc_hw.spec.shipped import default_constraints_path, default_mapper_path
+    from haloc_hw.spec.shipped import default_constraints_paths, default_mapper_path
 
     mapper_path = getattr(args, "mapper", None)  # one the user names must exist (from_files says so)
     if mapper_path is None and default_mapper_path().is_file():
@@ -165,7 +165,7 @@ def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
     timeout_s = getattr(args, "timeloop_timeout", None)
     return TimeloopCostModel.from_files(
         ctx.arch_path,
-        constraints_path=_constraints_arg(args) or default_constraints_path(ctx.arch_path),
+        constraints_path=_constraints_arg(args) or default_constraints_paths(ctx.arch_path),
         ert_path=getattr(args, "ert", None),
         mapper_path=mapper_path,
         jobs_dir=ctx.out_dir / "jobs",

@@ -40,6 +40,28 @@ def default_constraints_path(arch_path: str | Path | None = None) -> Path:
     return data_path("mappings", "row_stationary.yaml")
 
 
+# Files a design's own folder may hold with its mapping constraints (a Timeloop run folder, a v0.4 design).
+FOLDER_CONSTRAINTS_NAMES: tuple[str, ...] = ("constraints.yaml",)
+JINJA_SUFFIXES: tuple[str, ...] = (".jinja2", ".j2", ".jinja")
+
+
+def default_constraints_paths(arch_path: str | Path) -> list[Path]:
+    """The constraints files an architecture is mapped under when the user names none.
+
+    A ``constraints.yaml`` beside the architecture file belongs to that design (a Timeloop run
+    folder, a v0.4 design folder) and wins. A Jinja2 top file without one brings only its
+    per-node constraints: the row-stationary file names Eyeriss' levels and would refuse any
+    other design. Otherwise the row-stationary constraints (:func:`default_constraints_path`).
+    """
+    folder = Path(arch_path).resolve().parent
+    for name in FOLDER_CONSTRAINTS_NAMES:
+        if (folder / name).is_file():
+            return [folder / name]
+    if Path(arch_path).suffix in JINJA_SUFFIXES:
+        return []
+    return [default_constraints_path(arch_path)]
+
+
 def default_mapper_path() -> Path:
     """Mapper settings (Timeloop 3.0.x keys)."""
     return data_path("mappings", "mapper.yaml")

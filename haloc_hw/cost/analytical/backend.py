@@ -84,13 +84,13 @@ class AnalyticalCostModel:
         from haloc_hw.spec.constraints import load_constraints
         from haloc_hw.spec.energy import load_energy_table
         from haloc_hw.spec.loader import load_arch
-        from haloc_hw.spec.shipped import default_constraints_path, require_ert_path, resolve_spec_path
+        from haloc_hw.spec.shipped import default_constraints_paths, require_ert_path, resolve_spec_path
 
         arch_path = resolve_spec_path(arch_path, key="architecture")
         arch = load_arch(arch_path)
         ert = require_ert_path(arch_path, ert_path)
         if constraints_path is None:
-            constraints_path = default_constraints_path(arch_path)
+            constraints_path = default_constraints_paths(arch_path)
         constraints = load_constraints(constraints_path, arch)
         return cls(arch, load_energy_table(ert, arch), constraints, metric=metric, clock_hz=clock_hz, settings=settings)
 
