@@ -14,7 +14,7 @@
 # LR_ALPHA, TAU_FINAL, STOP_ENTROPY, PENALTY, DISTILL ("T,alpha" or empty), METHODS, STEP, PY,
 # ARCH_STEPS (per-val-batch | per-train-batch), MPS (1: start the CUDA MPS daemon so the runs'
 # kernels share the GPU instead of taking turns), SCHEDULE (all: every seed's runs at once;
-# seed: one seed's five runs at a time).
+# seed: one seed's five runs at a time; auto: all when MPS runs, else seed).
 #
 # A run whose folder already holds metrics.json (a base: model.pt) is skipped, so the script can be
 # restarted on a folder that a cut-off command left behind and only the missing runs are made.
@@ -39,6 +39,7 @@ METHODS=${METHODS:-uniform vbmf greedy alds}
 ARCH_STEPS=${ARCH_STEPS:-per-val-batch}
 MPS=${MPS:-0}
 SCHEDULE=${SCHEDULE:-all}
+MPS_ON=0
 PY=${PY:-python3}
 declare -A STEPS=([resnet20]=4 [vgg16]=8)
 declare -A BUDGETS=([resnet20]=0.55 [vgg16]=0.2)
@@ -66,7 +67,7 @@ run() {  # run NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else log, 
 if [ "$MPS" = 1 ]; then  # keep MPS only when a CUDA client really works through it
   if nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt" \
      && timeout 60 "$PY" -c 'import torch; torch.ones(1, device="cuda").sum().item()' 2>>"$OUT/logs/provenance.txt"; then
-    echo "mps daemon started" >>"$OUT/logs/provenance.txt"
+    echo "mps daemon started" >>"$OUT/logs/provenance.txt"; MPS_ON=1
   else
     echo quit | nvidia-cuda-mps-control 2>/dev/null
     echo "mps unavailable; the runs take turns on the GPU" >>"$OUT/logs/provenance.txt"
@@ -81,6 +82,9 @@ search=(--epochs-search "$EPOCHS_SEARCH" --warmup-epochs "$WARMUP_EPOCHS" --deco
 [ -n "$TAU_FINAL" ] && search+=(--tau-final "$TAU_FINAL")
 [ -n "$STOP_ENTROPY" ] && search+=(--stop-entropy "$STOP_ENTROPY")
 table="$OUT/tables/${MODEL}_eyeriss/${MODEL}_eyeriss.sqlite"
+
+if [ "$SCHEDULE" = auto ]; then SCHEDULE=$([ "$MPS_ON" = 1 ] && echo all || echo seed); fi
+echo "schedule $SCHEDULE" >>"$OUT/logs/provenance.txt"
 
 # 1. the Eyeriss energy table (CPU) while the base models train
 ( run "table" "$table" hh tables --model "$MODEL" --dataset fashion-mnist --arch arch/eyeriss.yaml --step "$STEP" \
