@@ -14,6 +14,7 @@ import logging
 import sys
 
 from haloc_hw import __version__
+from haloc_hw.cli.helpformat import use_everywhere
 from haloc_hw.errors import HalocError
 
 # Sub-command modules, in the order they appear in --help.
@@ -51,6 +52,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             module.register(sub)
         else:
             sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0].strip())
+    use_everywhere(parser)  # one help style: each default shown once
     return parser
 
 

@@ -248,7 +248,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"untimed forward passes (default {DEFAULT_WARMUP})")
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"timed forward passes (default {DEFAULT_REPEATS})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads with --device cpu")
-    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+    p.add_argument("--no-cuda-graphs", dest="cuda_graph", action="store_false",
                    help="time eager launches only (default on CUDA: CUDA graph replay, plus eager for comparison)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=run)
