@@ -69,8 +69,29 @@ def _run_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_html(sub: argparse._SubParsersAction) -> None:
+    """Add ``report html`` to the ``haloc-hw report`` sub-commands."""
+    p = sub.add_parser(
+        "html", help="one self-contained HTML page of a finished run or sweep folder",
+        description="One HTML page (plots embedded, no other files) of a finished search, baseline or sweep "
+        "folder: final metrics, the chosen rank of every layer, per-layer energy and cycles before and after "
+        "compression from the run's cost table, p over the search epochs and the fine-tuning curve.",
+    )
+    p.add_argument("folder", type=Path, metavar="RUN_DIR", help="run folder (search or baseline) or sweep folder")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="page to write (default: RUN_DIR/report.html)")
+    p.set_defaults(func=_run_html)
+
+
+def _run_html(args: argparse.Namespace) -> int:
+    from haloc_hw.report.run_page import write_html_report
+
+    result = write_html_report(args.folder, args.out)
+    print(f"report: {result.path}")
+    return 0
+
+
 # Report kinds, in --help order.
-REPORTS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_heatmap, _add_runs)
+REPORTS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_heatmap, _add_runs, _add_html)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

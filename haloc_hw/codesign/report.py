@@ -11,32 +11,22 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import json
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 from haloc_hw.fileio import write_text_atomic
+from haloc_hw.report.page import Block, figure_data_uri, render_html
+from haloc_hw.report.plots import new_figure
 
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+DPI = 110
 
 
 def front_plot(rows: Sequence[dict[str, Any]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    """Energy against the accuracy proxy, as an embedded PNG."""
+    fig = new_figure(6.4, 4.4)
+    ax = fig.subplots()
     xs = [r["energy_pJ"] / 1e6 for r in rows]
     ys = [100 * (1 - r["proxy_error"]) for r in rows]
     sc = ax.scatter(xs, ys, c=[r["area_mm2"] for r in rows], cmap="viridis", s=28, zorder=3)
@@ -52,7 +42,7 @@ def front_plot(rows: Sequence[dict[str, Any]]) -> str:
     ax.set_ylabel("accuracy proxy: 100·(1 − weight error) [%]")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_data_uri(fig, dpi=DPI)
 
 
 def sensitivity(rows: Sequence[dict[str, Any]], variables: dict[str, Sequence[Any]]) -> dict[str, dict[str, list[float | None]]]:
@@ -70,13 +60,10 @@ def sensitivity(rows: Sequence[dict[str, Any]], variables: dict[str, Sequence[An
 
 
 def sensitivity_plot(sens: dict[str, dict[str, list[float | None]]], variables: dict[str, Sequence[Any]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One panel per variable with more than one value: each objective's relative median, as an embedded PNG."""
     names = [v for v in variables if len(variables[v]) > 1]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.0 * max(1, len(names)), 3.0), squeeze=False)
+    fig = new_figure(3.0 * max(1, len(names)), 3.0)
+    axes = fig.subplots(1, max(1, len(names)), squeeze=False)
     for ax, var in zip(axes[0], names):
         xs = list(range(len(variables[var])))
         ax.set_xticks(xs, [str(v) for v in variables[var]])
@@ -89,15 +76,15 @@ def sensitivity_plot(sens: dict[str, dict[str, list[float | None]]], variables: 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("median / overall median")
     axes[0][0].legend(fontsize=7)
-    return _png(fig)
+    return figure_data_uri(fig, dpi=DPI)
 
 
-def _breakdown(row: dict[str, Any]) -> str:
+def _breakdown(row: dict[str, Any]) -> list[list[str]]:
+    """Each layer of a design's table: its ranks, energy and cycles before and after compression."""
     from haloc_hw.cost.table import CostTable
 
     table = CostTable.open(row["table"])
-    lines = ["<tr><th>layer</th><th>rank</th><th>energy orig [nJ]</th><th>energy [nJ]</th>"
-             "<th>cycles orig</th><th>cycles</th></tr>"]
+    rows = [["layer", "rank", "energy orig [nJ]", "energy [nJ]", "cycles orig", "cycles"]]
     ranks = {n: tuple(r) for n, r in row["ranks"].items()}
     for name in table.layers():
         eo, co = table.original_cost(name, "energy_pJ"), table.original_cost(name, "cycles")
@@ -106,9 +93,8 @@ def _breakdown(row: dict[str, Any]) -> str:
             rk = f"{ranks[name][0]}×{ranks[name][1]}"
         else:
             e, c, rk = eo, co, "kept"
-        lines.append(f"<tr><td>{html.escape(name)}</td><td>{rk}</td><td>{eo / 1e3:.1f}</td><td>{e / 1e3:.1f}</td>"
-                     f"<td>{co:.0f}</td><td>{c:.0f}</td></tr>")
-    return "<table>" + "".join(lines) + "</table>"
+        rows.append([name, rk, f"{eo / 1e3:.1f}", f"{e / 1e3:.1f}", f"{co:.0f}", f"{c:.0f}"])
+    return rows
 
 
 def write_html(path: Path, space: Any, rows: Sequence[dict[str, Any]], reference: dict[str, Any] | None,
@@ -117,32 +103,23 @@ def write_html(path: Path, space: Any, rows: Sequence[dict[str, Any]], reference
     sens = sensitivity(rows, variables)
     chosen = [r for r in rows if r["method"] == "haloc"] or \
         sorted((r for r in rows if r["pareto"]), key=lambda r: r["edp"])[:3]
-    esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>co-design: {esc(space.name)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;"
-             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
-             f"<h1>Co-design: {esc(space.name)}</h1>",
-             f"<p>{stats['points']} points ({', '.join(f'{k}: {v}' for k, v in stats['status'].items())}), "
-             f"{len(rows)} point × allocator rows, {sum(r['pareto'] for r in rows)} on the front over energy, cycles, "
-             f"area and the accuracy proxy. Energy source: {esc(str(rows[0]['energy_source'] if rows else '-'))}; "
-             f"area source: {esc(str(rows[0]['area_source'] if rows else '-'))}.</p>",
-             "<h2>Pareto front</h2>", f"<img src='{front_plot(rows)}'>"]
+    blocks = [
+        Block("heading", f"Co-design: {space.name}", level=1),
+        Block("text", f"{stats['points']} points ({', '.join(f'{k}: {v}' for k, v in stats['status'].items())}), "
+              f"{len(rows)} point × allocator rows, {sum(r['pareto'] for r in rows)} on the front over energy, "
+              f"cycles, area and the accuracy proxy. Energy source: {rows[0]['energy_source'] if rows else '-'}; "
+              f"area source: {rows[0]['area_source'] if rows else '-'}."),
+        Block("heading", "Pareto front"), Block("image", image=front_plot(rows)),
+    ]
     if reference is not None:
-        parts.append(f"<h2>Reference point</h2><pre>{esc(_json(reference))}</pre>")
-    parts += ["<h2>Per-variable sensitivity</h2>", f"<img src='{sensitivity_plot(sens, variables)}'>",
-              "<h2>Chosen designs</h2>"]
+        blocks += [Block("heading", "Reference point"), Block("pre", json.dumps(reference, indent=1, default=str))]
+    blocks += [Block("heading", "Per-variable sensitivity"), Block("image", image=sensitivity_plot(sens, variables)),
+               Block("heading", "Chosen designs")]
     for r in chosen:
         label = ", ".join(f"{k}={v}" for k, v in r["values"].items())
         acc = f", HALOC top-1 {r['top1_haloc']:.2f} %" if r.get("top1_haloc") is not None else ""
-        parts.append(f"<h3>{esc(r['id'])} ({esc(label)}), {esc(r['method'])}: {r['energy_pJ'] / 1e6:.3f} µJ, "
-                     f"{r['cycles']:.0f} cycles, {r['area_mm2']:.3f} mm²{acc}</h3>")
-        parts.append(_breakdown(r))
-    parts.append("</body></html>")
-    write_text_atomic(path, "\n".join(parts))
+        blocks.append(Block("heading", f"{r['id']} ({label}), {r['method']}: {r['energy_pJ'] / 1e6:.3f} µJ, "
+                            f"{r['cycles']:.0f} cycles, {r['area_mm2']:.3f} mm²{acc}", level=3))
+        blocks.append(Block("table", rows=_breakdown(r)))
+    write_text_atomic(path, render_html(blocks, f"co-design: {space.name}"))
     return path
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=1, default=str)

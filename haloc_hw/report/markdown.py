@@ -4,35 +4,27 @@
 ``group=True``, writes one section per (model, dataset)), draws the PNGs of
 :mod:`haloc_hw.report.plots` into the output folder and writes the document. The document
 is built once as a list of blocks (headings, paragraphs, tables, images) and rendered to
-Markdown and, when asked, to a self-contained HTML page that links the same PNGs.
+Markdown and, when asked, to an HTML page (:mod:`haloc_hw.report.page`) that links the same
+PNGs. ``haloc-hw report html`` (:mod:`haloc_hw.report.run_page`) embeds them instead.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from haloc_hw.fileio import write_text_atomic
 from haloc_hw.report import plots
+from haloc_hw.report.page import Block, render_html
 from haloc_hw.report.runs import RunRecord, group_runs, load_runs, pareto_indices
 
 log = logging.getLogger(__name__)
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-
-
-@dataclass
-class Block:
-    kind: str  # heading | text | table | image
-    text: str = ""
-    level: int = 2
-    rows: list[list[str]] = field(default_factory=list)
-    image: str = ""
 
 
 @dataclass
@@ -97,7 +89,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
 
 
-def _section(runs: list[RunRecord], out: Path, prefix: str) -> tuple[list[Block], list[Path]]:
+def section_blocks(runs: list[RunRecord], out: Path, prefix: str) -> tuple[list[Block], list[Path]]:
+    """The comparison of one (model, dataset) group: its blocks, and the PNGs written into ``out`` (names start with ``prefix``)."""
     blocks: list[Block] = []
     images: list[Path] = []
 
@@ -159,7 +152,7 @@ def build_document(runs: Sequence[RunRecord], out: Path, *, group: bool = False,
     if len(groups) == 1:
         (model, data), members = next(iter(groups.items()))
         blocks.append(Block("text", f"{len(members)} run(s) of {model} on {data}."))
-        section, imgs = _section(members, out, "")
+        section, imgs = section_blocks(members, out, "")
         blocks += section
         images += imgs
     else:
@@ -167,7 +160,7 @@ def build_document(runs: Sequence[RunRecord], out: Path, *, group: bool = False,
                             "runs are compared only within a group."))
         for (model, data), members in groups.items():
             blocks.append(Block("heading", f"{model} on {data}", level=2))
-            section, imgs = _section(members, out, f"{_slug(model)}_{_slug(data)}_")
+            section, imgs = section_blocks(members, out, f"{_slug(model)}_{_slug(data)}_")
             for b in section:
                 if b.kind == "heading":
                     b.level += 1
@@ -185,6 +178,8 @@ def render_markdown(blocks: Sequence[Block]) -> str:
             lines += [b.text, ""]
         elif b.kind == "image":
             lines += [f"![{b.text}]({b.image})", "", f"*{b.text}*", ""]
+        elif b.kind == "pre":
+            lines += ["```", b.text, "```", ""]
         elif b.kind == "table":
             def cell(v: str) -> str:
                 return str(v).replace("|", "\\|").replace("\n", " ")
@@ -194,32 +189,6 @@ def render_markdown(blocks: Sequence[Block]) -> str:
             lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in b.rows[1:]]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:left}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
-        "figcaption{font-style:italic;color:#555;margin-bottom:1.5em}")
-
-
-def render_html(blocks: Sequence[Block], title: str) -> str:
-    esc = html.escape
-    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-             f"<style>{_CSS}</style></head><body>"]
-    for b in blocks:
-        if b.kind == "heading":
-            parts.append(f"<h{b.level}>{esc(b.text)}</h{b.level}>")
-        elif b.kind == "text":
-            parts.append(f"<p>{esc(b.text)}</p>")
-        elif b.kind == "image":
-            parts.append(f"<figure><img src=\"{esc(b.image)}\" alt=\"{esc(b.text)}\"><figcaption>{esc(b.text)}"
-                         "</figcaption></figure>")
-        elif b.kind == "table":
-            head = "".join(f"<th>{esc(str(v))}</th>" for v in b.rows[0])
-            body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in b.rows[1:])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
 
 
 def write_report(run_dirs: Sequence[str | Path] | Sequence[RunRecord], out: str | Path, *, html_page: bool = False,
@@ -243,4 +212,4 @@ def write_report(run_dirs: Sequence[str | Path] | Sequence[RunRecord], out: str 
 
 
 __all__ = ["Block", "ReportResult", "build_document", "comparison_rows", "render_html",
-           "render_markdown", "write_report"]
+           "render_markdown", "section_blocks", "write_report"]

@@ -53,13 +53,17 @@ def axis_label(metric: str, unit: str) -> str:
 P_LABELLED = 5
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib figure on its own Agg canvas (no pyplot state, no display), laid out constrained."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+_figure = new_figure  # the name other modules import
 
 
 def _save(fig: Any, path: Path) -> Path:
