@@ -1,5 +1,5 @@
 # Two entry points, both of which do all set-up on a fresh machine:
-#   make demo  -> the main job on the embedded defaults
+#   make demo  -> the main job on the embedded defaults, ending with runs/demo/report.html
 #   make test  -> the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,6 +18,7 @@ setup: $(BIN)/haloc-hw
 demo: setup
 	rm -rf runs/demo
 	$(BIN)/haloc-hw search --arch arch/eyeriss.yaml --out runs/demo
+	$(BIN)/haloc-hw report html runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q
