@@ -187,3 +187,29 @@ def test_evaluate_refuses_a_deleted_ranks_json(compressed_run: Path, capsys: pyt
 def test_report_heatmap_default_metric_works_on_an_eyeriss_table(files: dict[str, Path], tmp_path: Path) -> None:
     assert main(["report", "heatmap", "--table", str(files["cifar"]), "--layer", "layer3.0.conv2",
                  "--out", str(tmp_path / "heat.png")]) == 0
+
+
+@pytest.mark.slow
+def test_the_readme_set_command_runs_on_the_weight_stationary_design(tmp_path: Path) -> None:
+    """README: ``search --arch arch/ws_array/top.yaml.jinja2 --set meshX=24 ...`` (here on a tiny synthetic run)."""
+    import yaml
+
+    from haloc_hw.cost.table import CostTable
+
+    out = tmp_path / "r20_ws"
+    argv = ["search", "--arch", "arch/ws_array/top.yaml.jinja2", "--set", "meshX=24", "--model", "resnet20",
+            "--data", "synthetic", "--subset", "24", "--batch", "12", "--device", "cpu", "--epochs-base", "1",
+            "--epochs-search", "1", "--warmup-epochs", "0", "--epochs-finetune", "1", "--no-progress", "--no-onnx",
+            "--step", "32", "--jobs", "2", "--budget-energy", "0.9", "--out", str(out)]
+    assert main(argv) == 0
+    table = CostTable.open(out / "table.sqlite")
+    assert table.metadata["set_values"] == ["meshX=24"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["cost"]["backend_settings"]["set_values"] == ["meshX=24"]
+    wider = tmp_path / "w16"
+    assert main(["tables", "--model", "resnet20", "--arch", "arch/ws_array/top.yaml.jinja2", "--step", "32",
+                 "--jobs", "2", "--no-progress", "--out", str(wider)]) == 0
+    default = CostTable.open(wider / "w16.sqlite")
+    # 24 columns instead of the default: the cost model priced another array
+    assert default.metadata["backend_fingerprint_sha256"] != table.metadata["backend_fingerprint_sha256"]
+    assert default.metadata["set_values"] == []

@@ -78,6 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
     from haloc_hw.fileio import write_json_atomic, write_yaml_atomic
     from haloc_hw.metrics import count_flops_params
     from haloc_hw.models import build_model
+    from haloc_hw.runfolder import RunFolder
     from haloc_hw.train import CHECKPOINT_NAME, TrainConfig, train
 
     out: Path = args.out
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         "input_size": list(data.input_size),
         "train": cfg.to_dict(),
     }
-    write_yaml_atomic(out / "config.yaml", config)
+    write_yaml_atomic(RunFolder(out).config, config)
     result = train(model, data, cfg, out_dir=out, resume=args.resume, progress=not args.no_progress)
     macs, params = count_flops_params(model, data.input_size)
     final = result.history[-1] if result.history else {}
@@ -132,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
     save_run_model(out, model, model_name=args.model, num_classes=data.num_classes, in_channels=data.in_channels,
                    input_size=data.input_size, ranks={}, extra={"top1": metrics["top1"], "data": data.name},
                    onnx=not args.no_onnx)
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(RunFolder(out).metrics, metrics)
     top1 = "n/a" if metrics["top1"] is None else f"{metrics['top1']:.2f}%"
     print(f"{args.model} on {data.name}: test top-1 {top1} after {metrics['epochs']} epochs; "
           f"{macs / 1e6:.2f}M MACs, {params / 1e6:.3f}M params -> {out}")
