@@ -1,28 +1,34 @@
-"""The steps every compression run shares: ``haloc-hw search``, ``haloc-hw baseline`` and ``haloc-hw sweep``.
+"""The steps every compression run shares: ``haloc-hw search``, ``haloc-hw baseline`` and each run of ``haloc-hw sweep``.
 
 A run is: data -> base model -> cost table -> budget -> ranks (searched, or allocated by a
 baseline) -> compressed model fine-tuned, evaluated and exported. Only the ranks step
-differs between the commands, so everything around it lives here, and a search run folder
-and a baseline run folder are compared on equal terms by ``haloc-hw report`` (same
-fine-tuning recipe, same ``metrics.json`` keys, same ``model.pt`` / ``model.onnx``).
+differs, so :func:`run_search` and :func:`run_baseline` share everything else, and a search
+run folder and a baseline run folder are compared on equal terms by ``haloc-hw report``
+(same fine-tuning recipe, same ``metrics.json`` keys, same ``model.pt`` / ``model.onnx``).
 
-The functions read the parsed options of :func:`add_run_arguments` (an
-``argparse.Namespace``); messages for the user go through ``echo`` (the module logger by default; the CLI passes ``print``,
-as the commands show them on the terminal). Heavy imports (torch, the cost backends) are
-made inside the functions so building the CLI parser stays cheap.
+Both take a :class:`~haloc_hw.settings.RunConfig` (the CLI builds it; so does the sweep).
+Everything a user can get wrong is checked before the run folder is touched
+(:func:`validate_run`); what is only found during set-up (a budget below the cheapest
+ranks, a table for another model, a base model of another network) undoes the set-up
+(:meth:`~haloc_hw.runfolder.RunFolder.staged`). Messages for the user go through ``echo``
+(the module logger by default; the CLI passes ``print``). Heavy imports (torch, the cost
+backends) are made inside the functions.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from haloc_hw.cost.base import METRICS
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import file_sha256, write_json_atomic
+from haloc_hw.fileio import file_sha256, write_json_atomic, write_yaml_atomic
+from haloc_hw.runfolder import RunFolder
+from haloc_hw.settings import DataSettings, RunConfig, config_differences
 
 log = logging.getLogger(__name__)
 
@@ -37,149 +43,354 @@ BUDGET_KINDS = ("energy", "cycles", "latency", "edp")
 
 
 # ---------------------------------------------------------------------------------------
-# command-line options
+# checks before anything is written
 
 
-def add_run_parser(subparsers: Any, name: str, *, help: str, doc: str) -> argparse.ArgumentParser:
-    """The sub-command parser of a run command (``doc``'s first line as description, defaults shown).
+def validate_run(cfg: RunConfig) -> None:
+    """Fail fast, before any training, table build or file, on inputs a user got wrong.
 
-    It resolves option conflicts, as :func:`add_run_arguments` needs.
+    The model name, batch, subset, jobs and step; ``--out``; the ``--base``, ``--table`` and
+    data-root paths (an existing table must open: a corrupt or foreign file is refused
+    here); a resume must continue a run of the same settings; and, when a table will have
+    to be built, that the backend can be created for the arch (the arch, energy table and
+    constraints parse; a GPU backend finds its device; Timeloop is on PATH).
     """
-    return subparsers.add_parser(name, help=help, description=doc.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, conflict_handler="resolve")
+    from haloc_hw.cost.build import check_backend, resolve_arch
+    from haloc_hw.cost.table import CostTable
+    from haloc_hw.models import MODEL_NAMES
+
+    folder = RunFolder(cfg.out)
+    folder.check_writable()
+    if cfg.model not in MODEL_NAMES:
+        raise HalocError(f"unknown model '{cfg.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+    for key, value in (("--batch", cfg.data.batch), ("--subset", cfg.data.subset), ("--jobs", cfg.cost.jobs),
+                       ("--step", cfg.cost.step)):
+        if value is not None and value < 1:
+            raise HalocError(f"{key} must be at least 1, got {value}", key=key, fix=f"pass a positive {key} or leave it out")
+    if not 0.0 < cfg.data.val_fraction < 1.0:
+        raise HalocError(f"--val-fraction must be between 0 and 1, got {cfg.data.val_fraction}", key="--val-fraction",
+                         fix="hold out a fraction such as 0.2")
+    if cfg.data.root is not None and not Path(cfg.data.root).is_dir():
+        raise HalocError("dataset folder not found", file=cfg.data.root, key="--data-root",
+                         fix="pass the folder holding the dataset, or leave --data-root out")
+    if cfg.base_model is not None and not Path(cfg.base_model).exists():
+        raise HalocError("base model not found", file=cfg.base_model, key="--base",
+                         fix="pass a run folder or model.pt written by 'haloc-hw train', or leave --base out")
+    if cfg.recipe.distill is not None and cfg.base_model is None:
+        raise HalocError("--distill needs the uncompressed model to distil from", key="--distill",
+                         fix="pass --base RUN_DIR (a model written by haloc-hw train), or drop --distill")
+    check_resume(cfg)
+    table_path = Path(cfg.cost.path) if cfg.cost.path else folder.table
+    if cfg.cost.path is not None and table_path.exists():
+        CostTable.open(table_path)
+    if not table_path.exists():
+        check_backend(cfg.cost, resolve_arch(cfg.cost, cfg.arch), table_path.parent)
 
 
-def add_run_arguments(p: argparse.ArgumentParser, *, arch_repeats: bool = False) -> None:
-    """The options search, baseline and sweep share (same names, same defaults).
+def check_resume(cfg: RunConfig) -> None:
+    """A search folder needs ``--resume`` to continue, and a resumed run must have the same settings."""
+    from haloc_hw.search.search import CHECKPOINT_NAME
+    from haloc_hw.settings import RunConfig as _RunConfig
 
-    ``arch_repeats``: ``--arch`` may be given several times and there is no ``--table`` (the
-    sweep builds one table per architecture). The parser should use
-    ``conflict_handler="resolve"``: the backend options come first, and where one shares a
-    name with an option here (``--device``), ours wins and the backend reads the same value.
-    """
-    from haloc_hw.cost.backends import add_backend_arguments, available_backends
-
-    add_backend_arguments(p)
-    if arch_repeats:
-        p.add_argument("--arch", action="append", default=None, metavar="FILE",
-                       help="accelerator architecture YAML (repeat for several; default arch/eyeriss.yaml and "
-                            "arch/eyeriss_16x16.yaml)")
-    else:
-        p.add_argument("--arch", default="arch/eyeriss.yaml", metavar="FILE", help="accelerator architecture YAML")
-    p.add_argument("--constraints", action="append", default=None, metavar="FILE",
-                   help="mapping constraints (default: mappings/row_stationary.yaml)")
-    p.add_argument("--ert", default=None, metavar="FILE", help="energy table (default: ARCH.ert.yaml beside the arch)")
-    p.add_argument("--clock-hz", type=float, default=None, metavar="HZ", help="clock: gives latency_s = cycles / HZ")
-    p.add_argument("--model", default="resnet20", help="model name (resnet20, vgg16, resnet18, mobilenet_v2)")
-    p.add_argument("--data", default=None, help="fashion-mnist | cifar10 | imagenet | synthetic "
-                   "(default: fashion-mnist if found locally, else synthetic)")
-    p.add_argument("--data-root", type=Path, default=None, metavar="DIR", help="dataset folder")
-    g = p.add_argument_group("budget (one of; a number <= 1 or N% is a fraction of the original model)")
-    for kind, example in (("energy", "0.3, 150uJ, 2mJ"), ("cycles", "0.5, 2e6cycles"), ("latency", "0.5, 1.5ms, 200us"),
-                          ("edp", "0.3, 4e12pJ*cycles")):
-        g.add_argument(f"--budget-{kind}", default=None, metavar="B", help=f"e.g. {example}")
-    p.add_argument("--metric", default=None, choices=METRICS,
-                   help=f"must agree with the budget flag; alone it uses a budget of {DEFAULT_BUDGET} of the original")
-    p.add_argument("--base", type=Path, default=None, metavar="MODEL.pt", help="trained model to compress (a run dir or its model.pt)")
-    if not arch_repeats:
-        p.add_argument("--table", type=Path, default=None, metavar="FILE", help="cost table (.sqlite); built there if missing")
-    p.add_argument("--backend", default="analytical", choices=sorted(available_backends()), help="cost backend for a new table")
-    p.add_argument("--jobs", type=int, default=None, help="parallel table jobs (default: one per CPU core)")
-    p.add_argument("--step", type=int, default=None, help="rank step of the candidates (default 8/16/32 by layer width)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: cuda when available)")
-    p.add_argument("--batch", type=int, default=64, help="batch size of training, search and fine-tuning")
-    p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help=f"use N training images (default: {DEMO_SUBSET} when --data is not given, else all)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="training images held out for the search's architecture steps")
-    p.add_argument("--epochs-base", type=int, default=3, help="epochs of the base training when --base is not given")
-    p.add_argument("--epochs-finetune", type=int, default=2, help="fine-tuning epochs of the compressed model")
-    p.add_argument("--lr-finetune", type=float, default=0.01, help="fine-tuning lr (cosine decay)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def add_search_arguments(p: argparse.ArgumentParser) -> None:
-    """The HALOC search's own options (``haloc-hw search``, and the sweep's method ``haloc``)."""
-    s = p.add_argument_group("search")
-    s.add_argument("--epochs-search", type=int, default=3, help="search epochs")
-    s.add_argument("--warmup-epochs", type=int, default=1, help="weight-only search epochs before alpha moves")
-    s.add_argument("--lr-w", type=float, default=0.01, help="SGD lr of the candidate weights")
-    s.add_argument("--lr-alpha", type=float, default=0.01, help="Adam lr of alpha")
-    s.add_argument("--lambda", dest="lam", type=float, default=1.0, help="weight of the feature-map MSE")
-    s.add_argument("--eta", type=float, default=1.0, help="scale of the hardware factor")
-    s.add_argument("--theta", type=float, default=2.0, help="exponent of (expected cost / budget)")
-    s.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
-    s.add_argument("--arch-steps", choices=("per-val-batch", "per-train-batch"), default="per-val-batch",
-                   help="architecture steps per epoch: one per validation batch, spread over the epoch (default), "
-                        "or one after every weight step (cycling the validation part)")
-    s.add_argument("--decode", choices=("argmax", "budget", "expected"), default="argmax",
-                   help="final ranks: argmax of p per layer (the paper); the most probable ranks within 2 %% "
-                        "below the budget (budget); or per layer the candidate nearest its expected cost under p, "
-                        "scaled to fit the budget (expected). The last two spend what the argmax leaves unused")
-    s.add_argument("--penalty", choices=("paper", "hinge"), default="hinge",
-                   help="hardware factor (E/budget)^theta only above the budget (hinge, default) "
-                        "or always, as in the HALOC paper (paper)")
-    s.add_argument("--no-cuda-graphs", action="store_true",
-                   help="on a GPU, run the sampled candidates eagerly instead of replaying CUDA graphs "
-                        "(same arithmetic, more host work per step)")
+    folder = RunFolder(cfg.out)
+    if cfg.command == "search" and not cfg.resume and (folder.path / CHECKPOINT_NAME).exists():
+        raise HalocError("the folder already holds a search", file=folder.path, key="--out",
+                         fix="pass --resume to continue it, or choose another --out")
+    if not cfg.resume:
+        return
+    raw = folder.read_config()
+    if raw is None or "cost" not in raw:
+        return  # nothing to compare with (a run cut off before its settings were written)
+    old = _RunConfig.from_dict(raw, source=folder.config)
+    diffs = config_differences(old, cfg)
+    if diffs:
+        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:6]) + (" ..." if len(diffs) > 6 else "")
+        raise HalocError(f"--resume with other settings than the run in this folder ({listing})", file=folder.config,
+                         key=diffs[0][0], fix="repeat the options of the first start, or choose another --out")
 
 
 # ---------------------------------------------------------------------------------------
 # budget, data, base model
 
 
-def resolve_run_budget(args: argparse.Namespace) -> tuple[str, str]:
-    """(metric, budget text) from the ``--budget-*`` flags and ``--metric``.
+def data_note(data: DataSettings) -> str:
+    """How many training images a run uses, said before it starts (``--subset`` depends on ``--data``)."""
+    if data.name is None:
+        n = data.subset or DEMO_SUBSET
+        return f"data: local Fashion-MNIST (else synthetic), {n} training images" + (
+            "" if data.subset else f" (the demo default; --data NAME uses all, --subset N sets it)")
+    if data.subset is None:
+        return f"data: {data.name}, all training images (--subset N for fewer)"
+    return f"data: {data.name}, {data.subset} training images"
 
-    At most one budget flag; ``--metric`` must agree with it. Without a flag the budget is
-    :data:`DEFAULT_BUDGET` of ``--metric`` (energy by default).
+
+def prepare_data(data: DataSettings, *, echo: Echo = log.info) -> Any:
+    """The run's :class:`~haloc_hw.data.DataBundle`.
+
+    ``data.name`` when given; else Fashion-MNIST from the local copy when present, else
+    synthetic data, both on :data:`DEMO_SUBSET` images unless ``subset`` says otherwise,
+    so a bare command finishes in minutes.
     """
-    from haloc_hw.search.budget import metric_for_flag
+    from haloc_hw.data import build_data
 
-    given = [(k, getattr(args, f"budget_{k}")) for k in BUDGET_KINDS if getattr(args, f"budget_{k}") is not None]
-    if len(given) > 1:
-        raise HalocError(f"more than one budget given ({', '.join('--budget-' + k for k, _ in given)})",
-                         key="--budget", fix="give exactly one --budget-* flag")
-    if not given:
-        metric = args.metric or "energy_pJ"
-        return metric, DEFAULT_BUDGET
-    kind, text = given[0]
-    metric = metric_for_flag(kind)
-    if args.metric and args.metric != metric:
-        raise HalocError(f"--metric {args.metric} contradicts --budget-{kind}", key="--metric",
-                         fix=f"drop --metric or use --metric {metric}")
-    return metric, str(text)
+    common = dict(batch_size=data.batch, val_fraction=data.val_fraction, seed=data.seed, device=data.device)
+    if data.name is not None:
+        return build_data(data.name, data.root, subset=data.subset, **common)
+    subset = data.subset or DEMO_SUBSET
+    try:
+        return build_data("fashion-mnist", data.root, subset=subset, download=False, **common)
+    except HalocError as err:
+        echo(f"Fashion-MNIST not found ({err.message}); using synthetic data")
+        return build_data("synthetic", subset=subset, **common)
 
 
-def check_run_inputs(args: argparse.Namespace, metric: str, budget_text: str, out: Path) -> Any:
-    """Fail fast, before any training or table build, on inputs a user got wrong.
+def load_base(cfg: RunConfig, data: Any, *, echo: Echo = log.info) -> tuple[Any, dict[str, Any]] | None:
+    """The base model of ``--base`` (or of ``OUT/base`` from an earlier start), checked against model and data; else ``None``."""
+    from haloc_hw.export import MODEL_FILE, load_compressed
 
-    Checks the model name, ``--batch``, ``--base`` and ``--table`` paths, the budget's syntax, and, when
-    a table will have to be built, that the backend can be created for ``--arch`` (the arch,
-    energy table and constraints parse; a GPU backend finds its device; Timeloop is on PATH).
-    Nothing is written. Returns the parsed :class:`~haloc_hw.search.budget.Budget`.
+    folder = RunFolder(cfg.out)
+    base_path: Path | None = Path(cfg.base_model) if cfg.base_model is not None else None
+    if base_path is None and (folder.base / MODEL_FILE).exists():
+        base_path = folder.base
+        echo(f"base model: reusing {base_path / MODEL_FILE}")
+    if base_path is None:
+        return None
+    model = load_compressed(base_path)
+    info = getattr(model, "haloc_info", {})
+    if info.get("ranks"):
+        raise HalocError("the base model is already compressed", file=base_path, key="--base",
+                         fix="pass the uncompressed model the search starts from")
+    if info.get("model_name", cfg.model) != cfg.model:
+        raise HalocError(f"base model is a {info.get('model_name')}, not a {cfg.model}", file=base_path,
+                         key="--model", fix=f"pass --model {info.get('model_name')}")
+    if info.get("num_classes") not in (None, data.num_classes) or info.get("in_channels") not in (None, data.in_channels):
+        raise HalocError("base model does not fit the data (classes or input channels differ)", file=base_path,
+                         key="--data", fix="use the dataset the base model was trained on")
+    return model.train(), {"path": str(base_path), "trained_here": base_path == folder.base}
+
+
+def train_base(cfg: RunConfig, data: Any, *, echo: Echo = log.info) -> tuple[Any, dict[str, Any]]:
+    """A short training of ``cfg.model`` into ``OUT/base`` (resumed from its checkpoint)."""
+    import torch
+
+    from haloc_hw.export import save_run_model
+    from haloc_hw.models import build_model
+    from haloc_hw.train import CHECKPOINT_NAME, TrainConfig, train
+
+    where = RunFolder(cfg.out).base
+    echo(f"no --base given: training {cfg.model} for {cfg.recipe.epochs_base} epoch(s) into {where}")
+    torch.manual_seed(cfg.data.seed)
+    model = build_model(cfg.model, num_classes=data.num_classes, in_channels=data.in_channels)
+    tcfg = TrainConfig(epochs=cfg.recipe.epochs_base, batch_size=cfg.data.batch, lr=0.05, schedule="cosine",
+                       seed=cfg.data.seed, weight_decay=5e-4)
+    result = train(model, data, tcfg, out_dir=where, resume=(where / CHECKPOINT_NAME).exists(), progress=cfg.progress)
+    save_run_model(where, model, model_name=cfg.model, num_classes=data.num_classes, in_channels=data.in_channels,
+                   input_size=data.input_size, ranks={}, onnx=False, extra={"top1": result.final_top1})
+    return model, {"path": str(where), "trained_here": True, "epochs": cfg.recipe.epochs_base,
+                   "top1": result.final_top1}
+
+
+def table_target(cfg: RunConfig, data: Any) -> Any:
+    from haloc_hw.cost.build import TableTarget
+
+    return TableTarget(model=cfg.model, dataset=data.name, num_classes=data.num_classes,
+                       input_size=tuple(data.input_size), batch=1)
+
+
+def load_or_build_table(cfg: RunConfig, layers: list[Any], data: Any, build: bool = True, *,
+                        echo: Echo = log.info) -> tuple[Any, Path]:
+    """The run's cost table and its path: ``--table`` (built there when missing) or ``OUT/table.sqlite``.
+
+    ``build=False`` opens an existing ``OUT/table.sqlite`` as it is (the non-zero ranks of a
+    distributed search read what rank 0 built). The table must fit the model's layers.
     """
-    from haloc_hw.cost.backends import BackendContext, create_backend
-    from haloc_hw.models import MODEL_NAMES
-    from haloc_hw.search.budget import parse_budget
-    from haloc_hw.spec.shipped import resolve_spec_path
+    from haloc_hw.cost.build import build_cost_table, check_table_fits, resolve_arch
+    from haloc_hw.cost.table import CostTable
 
-    if args.model not in MODEL_NAMES:
-        raise HalocError(f"unknown model '{args.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
-    if args.batch < 1:
-        raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="use a positive batch")
-    if args.base is not None and not Path(args.base).exists():
-        raise HalocError("base model not found", file=args.base, key="--base",
-                         fix="pass a run folder or model.pt written by 'haloc-hw train', or leave --base out")
-    budget = parse_budget(budget_text, metric)
-    table_path = args.table or out / "table.sqlite"
-    if not table_path.exists():
-        arch = resolve_spec_path(args.arch, key="--arch")
-        create_backend(args.backend, args, BackendContext(arch_path=arch, out_dir=table_path.parent, jobs=1))
-    return budget
+    path = Path(cfg.cost.path) if cfg.cost.path else RunFolder(cfg.out).table
+    if path.exists() and (cfg.cost.path is not None or not build):
+        table = CostTable.open(path)
+    else:
+        arch = resolve_arch(cfg.cost, cfg.arch)
+        echo(f"building the cost table {path} ({cfg.cost.backend} backend{', ' + str(arch) if arch else ''})")
+        table = build_cost_table(table_target(cfg, data), cfg.cost, arch, path, layers=layers, progress=cfg.progress)
+    check_table_fits(table, layers, path)
+    return table, path
+
+
+def run_facts(cfg: RunConfig, *, data: Any, table: Any, table_path: Path, base_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run found, written beside its settings in ``config.yaml`` (not compared on resume)."""
+    from haloc_hw import __version__
+
+    return {
+        "haloc_hw_version": __version__, "dataset": data.name, "input_size": list(data.input_size),
+        # the table's own arch and backend: a --table built elsewhere (a GPU latency table, say)
+        # was not priced on --arch, whatever its default
+        "arch": table.metadata.get("arch_path", cfg.arch), "backend": table.metadata.get("backend", cfg.cost.backend),
+        "table": {"path": str(table_path), "sha256": file_sha256(table_path),
+                  "metadata": {k: v for k, v in table.metadata.items() if k != "backend_fingerprint"}},
+        "base": dict(base_info), "device": str(data.device),
+    }
+
+
+def write_config(cfg: RunConfig, facts: Mapping[str, Any]) -> None:
+    """``config.yaml``: :meth:`RunConfig.to_dict` plus :func:`run_facts`."""
+    write_yaml_atomic(RunFolder(cfg.out).config, {**cfg.to_dict(), **facts})
+
+
+# ---------------------------------------------------------------------------------------
+# the two runs
+
+
+def search_config(cfg: RunConfig, device: Any) -> Any:
+    """The :class:`~haloc_hw.search.SearchConfig` of a run's search settings."""
+    from haloc_hw.search import SearchConfig
+
+    s = cfg.search
+    if s is None:
+        raise HalocError("a search run needs search settings", key="search")
+    return SearchConfig(epochs=s.epochs, warmup_epochs=min(s.warmup_epochs, s.epochs), lr_w=s.lr_w,
+                        lr_alpha=s.lr_alpha, lam=s.lam, eta=s.eta, theta=s.theta, tau=s.tau, penalty=s.penalty,
+                        arch_steps=s.arch_steps, decode=s.decode, budget=cfg.budget.text, metric=cfg.budget.metric,
+                        seed=cfg.data.seed, device=str(device), progress=cfg.progress, cuda_graphs=s.cuda_graphs,
+                        tau_final=s.tau_final, stop_entropy=s.stop_entropy, stop_delta=s.stop_delta)
+
+
+@contextlib.contextmanager
+def _distributed(cfg: RunConfig) -> Iterator[tuple[RunConfig, int | None]]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group and pick this rank's device.
+
+    NCCL on CUDA, gloo on CPU. Yields the config for this rank and the rank (``None`` when
+    not distributed). The search then runs data-parallel; base training, table building,
+    fine-tuning and export run on rank 0 only.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield cfg, None
+        return
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = (cfg.data.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if want_cuda:
+        torch.cuda.set_device(local)
+    cfg = replace(cfg, data=replace(cfg.data, device=f"cuda:{local}" if want_cuda else "cpu"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = dist.get_rank()
+    if rank:
+        cfg = replace(cfg, progress=False)
+    try:
+        yield cfg, rank
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _set_up(cfg: RunConfig, *, echo: Echo, build: bool = True) -> tuple[Any, Any, dict[str, Any], Any, Path, dict]:
+    """Data, base model, table and the budget check; the base is trained only once the budget is known to be reachable."""
+    from haloc_hw.models import build_model
+    from haloc_hw.rankspace import resolve_budget
+    from haloc_hw.train import seed_everything
+    from haloc_hw.workload import extract_shapes
+
+    seed_everything(cfg.data.seed)
+    echo(data_note(cfg.data))
+    data = prepare_data(cfg.data, echo=echo)
+    loaded = load_base(cfg, data, echo=echo)
+    shaped = loaded[0] if loaded is not None else build_model(cfg.model, num_classes=data.num_classes,
+                                                              in_channels=data.in_channels)
+    layers = extract_shapes(shaped, data.input_size, 1)
+    table, table_path = load_or_build_table(cfg, layers, data, build=build, echo=echo)
+    candidates = table_candidates(table)
+    resolve_budget(cfg.budget, table, candidates, source=str(table_path))
+    model, base_info = loaded if loaded is not None else train_base(cfg, data, echo=echo)
+    return data, model, base_info, table, table_path, candidates
+
+
+def run_search(cfg: RunConfig, *, echo: Echo = log.info) -> dict[str, Any] | None:
+    """The HALOC search run of ``cfg`` into ``cfg.out``; returns its ``metrics.json`` (``None`` on a non-zero rank)."""
+    from haloc_hw.search import HalocSearch, Supernet
+
+    validate_run(cfg)
+    folder = RunFolder(cfg.out)
+    with _distributed(cfg) as (cfg, rank):
+        if rank:  # rank 0 trains the base and builds the table; the others then read them
+            _barrier()
+            with run_log(folder.log_file("search", rank)):
+                data, model, base_info, table, table_path, candidates = _set_up(cfg, echo=echo, build=False)
+        else:
+            with folder.staged() as stage, run_log(folder.log_file("search")):
+                data, model, base_info, table, table_path, candidates = _set_up(cfg, echo=echo)
+                scfg = search_config(cfg, data.device)
+                write_config(cfg, {**run_facts(cfg, data=data, table=table, table_path=table_path,
+                                               base_info=base_info), "search_config": scfg.to_dict()})
+                stage.commit()
+                _barrier()
+                return _search(cfg, data, model, table, table_path, candidates, scfg, rank, echo)
+        with run_log(folder.log_file("search", rank)):
+            return _search(cfg, data, model, table, table_path, candidates, search_config(cfg, data.device), rank, echo)
+
+
+def _search(cfg: RunConfig, data: Any, model: Any, table: Any, table_path: Path, candidates: Any, scfg: Any,
+            rank: int | None, echo: Echo) -> dict[str, Any] | None:
+    from haloc_hw.search import HalocSearch, Supernet
+
+    supernet = Supernet(model, candidates)
+    for name, why in supernet.skipped.items():
+        log.info("not searched: %s (%s)", name, why)
+    echo(f"searching ranks of {len(supernet.layer_names)} layers, budget {cfg.budget.text} of {cfg.budget.metric}")
+    plan = HalocSearch(scfg).run(supernet, data, table, cfg.out, resume=cfg.resume, table_source=str(table_path))
+    if rank:
+        return None  # fine-tuning, evaluation and export run on rank 0
+    compressed = supernet.export_compressed(plan.ranks)
+    del supernet
+    metrics = finish_run(cfg.out, base=model, compressed=compressed, data=data, table=table, plan=plan,
+                         model_name=cfg.model, epochs=cfg.recipe.epochs_finetune, lr=cfg.recipe.lr_finetune,
+                         batch=cfg.data.batch, seed=cfg.data.seed, onnx=cfg.recipe.onnx, progress=cfg.progress,
+                         budget_text=cfg.budget.text, distill=cfg.recipe.distill)
+    print_summary(plan, metrics, cfg.out, echo=echo)
+    return metrics
+
+
+def run_baseline(cfg: RunConfig, method: str | None = None, *, echo: Echo = log.info) -> dict[str, Any]:
+    """Baseline ``method`` (default ``cfg.method``) at ``cfg``'s budget into ``cfg.out``; returns its ``metrics.json``."""
+    from haloc_hw.baselines import METHODS, allocate
+    from haloc_hw.decompose import decompose_model
+
+    method = method or cfg.method
+    if method not in METHODS:
+        raise HalocError(f"unknown baseline method '{method}'", key="--method", fix=f"use one of {', '.join(METHODS)}")
+    cfg = replace(cfg, command="baseline", method=method, search=None)
+    validate_run(cfg)
+    folder = RunFolder(cfg.out)
+    with folder.staged() as stage, run_log(folder.log_file("baseline")):
+        data, model, base_info, table, table_path, candidates = _set_up(cfg, echo=echo)
+        echo(f"{method} baseline: ranks of {len(candidates)} layers, budget {cfg.budget.text} of {cfg.budget.metric}")
+        result = allocate(method, table, candidates, cfg.budget, model, source=str(table_path), progress=cfg.progress)
+        write_config(cfg, run_facts(cfg, data=data, table=table, table_path=table_path, base_info=base_info))
+        stage.commit()
+        result.plan.save(folder.ranks)
+        write_json_atomic(folder.baseline, result.to_dict())
+        compressed = decompose_model(model, result.ranks)
+        metrics = finish_run(cfg.out, base=model, compressed=compressed, data=data, table=table, plan=result.plan,
+                             model_name=cfg.model, epochs=cfg.recipe.epochs_finetune, lr=cfg.recipe.lr_finetune,
+                             batch=cfg.data.batch, seed=cfg.data.seed, onnx=cfg.recipe.onnx, progress=cfg.progress,
+                             extra_metrics={"method": method}, distill=cfg.recipe.distill)
+        print_summary(result.plan, metrics, cfg.out, echo=echo)
+        return metrics
+
+
+# ---------------------------------------------------------------------------------------
+# shared helpers
 
 
 @contextlib.contextmanager
@@ -216,176 +427,6 @@ def table_candidates(table: Any) -> dict[str, list[tuple[int, int]]]:
     found = {n: table.candidates(n) for n in table.decomposable_layers()}
     return {n: c for n, c in found.items() if c}
 
-
-def prepare_data(args: argparse.Namespace, *, echo: Echo = log.info) -> Any:
-    """The run's :class:`~haloc_hw.data.DataBundle`.
-
-    ``--data`` when given; else Fashion-MNIST from the local copy when present, else
-    synthetic data, both on :data:`DEMO_SUBSET` images unless ``--subset`` says otherwise,
-    so a bare command finishes in minutes.
-    """
-    from haloc_hw.data import build_data
-
-    common = dict(batch_size=args.batch, val_fraction=args.val_fraction, seed=args.seed, device=args.device)
-    if args.data is not None:
-        return build_data(args.data, args.data_root, subset=args.subset, **common)
-    subset = args.subset or DEMO_SUBSET
-    try:
-        return build_data("fashion-mnist", args.data_root, subset=subset, download=False, **common)
-    except HalocError as err:
-        echo(f"Fashion-MNIST not found ({err.message}); using synthetic data")
-        return build_data("synthetic", subset=subset, **common)
-
-
-def load_or_train_base(args: argparse.Namespace, data: Any, out: Path, *,
-                       echo: Echo = log.info) -> tuple[Any, dict[str, Any]]:
-    """The uncompressed model to compress, and what ``config.yaml`` records about it.
-
-    ``--base`` (checked against ``--model`` and the data), else ``OUT/base`` from an earlier
-    start, else a short training run (``--epochs-base``) into ``OUT/base`` (resumed when
-    its checkpoint exists).
-    """
-    import torch
-
-    from haloc_hw.export import MODEL_FILE, load_compressed, save_run_model
-    from haloc_hw.models import build_model
-    from haloc_hw.train import CHECKPOINT_NAME, TrainConfig, train
-
-    base_path = args.base
-    if base_path is None and (out / "base" / MODEL_FILE).exists():
-        base_path = out / "base"
-        echo(f"base model: reusing {base_path / MODEL_FILE}")
-    if base_path is not None:
-        model = load_compressed(base_path)
-        info = getattr(model, "haloc_info", {})
-        if info.get("ranks"):
-            raise HalocError("the base model is already compressed", file=base_path, key="--base",
-                             fix="pass the uncompressed model the search starts from")
-        if info.get("model_name", args.model) != args.model:
-            raise HalocError(f"base model is a {info.get('model_name')}, not a {args.model}", file=base_path,
-                             key="--model", fix=f"pass --model {info.get('model_name')}")
-        if info.get("num_classes") not in (None, data.num_classes) or info.get("in_channels") not in (None, data.in_channels):
-            raise HalocError("base model does not fit the data (classes or input channels differ)", file=base_path,
-                             key="--data", fix="use the dataset the base model was trained on")
-        return model.train(), {"path": str(base_path), "trained_here": False}
-    echo(f"no --base given: training {args.model} for {args.epochs_base} epoch(s) into {out / 'base'}")
-    torch.manual_seed(args.seed)
-    model = build_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels)
-    cfg = TrainConfig(epochs=args.epochs_base, batch_size=args.batch, lr=0.05, schedule="cosine", seed=args.seed,
-                      weight_decay=5e-4)
-    result = train(model, data, cfg, out_dir=out / "base", resume=(out / "base" / CHECKPOINT_NAME).exists(),
-                   progress=not args.no_progress)
-    save_run_model(out / "base", model, model_name=args.model, num_classes=data.num_classes,
-                   in_channels=data.in_channels, input_size=data.input_size, ranks={}, onnx=False,
-                   extra={"top1": result.final_top1})
-    return model, {"path": str(out / "base"), "trained_here": True, "epochs": args.epochs_base,
-                   "top1": result.final_top1}
-
-
-# ---------------------------------------------------------------------------------------
-# cost table
-
-
-def build_cost_table(args: argparse.Namespace, arch_path: Path, layers: list[Any], data: Any, path: Path, *,
-                     strict: bool | str = True) -> Any:
-    """Build (or complete) the cost table of ``layers`` on ``arch_path`` with ``--backend``.
-
-    Candidates are :func:`~haloc_hw.decompose.rank_candidates` at ``--step``; the metadata
-    records the model, data, input size and the arch file's hash. ``strict`` as in
-    :func:`~haloc_hw.cost.table.build_table` (the sweep passes ``False`` to learn which
-    layers an array cannot map).
-    """
-    from haloc_hw.cost.backends import BackendContext, create_backend, get_backend_spec
-    from haloc_hw.cost.executors import make_executor
-    from haloc_hw.cost.table import build_table
-    from haloc_hw.decompose import rank_candidates
-
-    priced_on = arch_path if get_backend_spec(args.backend).needs_arch else None  # a GPU table uses no arch file
-    executor = make_executor(args.jobs)
-    try:
-        backend = create_backend(args.backend, args, BackendContext(arch_path=arch_path, out_dir=path.parent,
-                                                                     jobs=executor.workers))
-        return build_table(
-            layers, backend, path,
-            candidates_fn=lambda info: rank_candidates(info.shape, step=args.step),
-            executor=executor, progress=not args.no_progress, strict=strict,
-            # the gpu backend times every workload at the run's batch (a GPU's latency per image
-            # depends on it); the other backends price one image
-            metadata={"model": args.model, "dataset": data.name, "input_size": list(data.input_size),
-                      "batch": args.batch if args.backend == "gpu" else 1,
-                      "arch_path": priced_on and str(priced_on), "arch_sha256": priced_on and file_sha256(priced_on),
-                      "candidates": {"step": args.step, "equal": True, "max_macs_ratio": None}},
-        )
-    finally:
-        executor.close()
-
-
-def load_or_build_table(args: argparse.Namespace, model: Any, data: Any, out: Path, build: bool = True, *,
-                        echo: Echo = log.info) -> tuple[Any, Path]:
-    """The run's cost table and its path: ``--table`` (built there when missing) or ``OUT/table.sqlite``.
-
-    ``build=False`` opens an existing ``OUT/table.sqlite`` as it is (the non-zero ranks of a
-    distributed search read what rank 0 built). The table must fit the model: see
-    :func:`check_table_fits`.
-    """
-    from haloc_hw.cost.table import CostTable
-    from haloc_hw.spec.shipped import resolve_spec_path
-    from haloc_hw.workload import extract_shapes
-
-    layers = extract_shapes(model, data.input_size, 1)
-    path = args.table or out / "table.sqlite"
-    if path.exists() and (args.table is not None or not build):
-        table = CostTable.open(path)
-    else:
-        arch = resolve_spec_path(args.arch, key="--arch")
-        echo(f"building the cost table {path} ({args.backend} backend, {arch})")
-        table = build_cost_table(args, arch, layers, data, path)
-    check_table_fits(table, layers, path)
-    return table, path
-
-
-def check_table_fits(table: Any, layers: list[Any], path: Path) -> None:
-    """The table must describe this model at this input size: same layers, same shapes."""
-    known = set(table.layers())
-    missing = [info.name for info in layers if info.name not in known]
-    if missing:
-        raise HalocError(f"cost table lacks layers {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}",
-                         file=path, key="layers", fix="build the table for this model (or drop --table)")
-    for info in layers:
-        shape = table.layer(info.name).shape
-        if (shape.C, shape.M, shape.R, shape.S, shape.P, shape.Q, shape.G) != (
-                info.shape.C, info.shape.M, info.shape.R, info.shape.S, info.shape.P, info.shape.Q, info.shape.G):
-            raise HalocError(f"layer {info.name} has another shape in the table than in the model", file=path,
-                             key=info.name, fix="build the table for this model and input size")
-
-
-def run_config(command: str, args: argparse.Namespace, *, data: Any, table: Any, table_path: Path,
-               base_info: Mapping[str, Any], metric: str, budget_text: str, method: str | None = None,
-               search: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``config.yaml`` of a run: what was run on what, enough to repeat it."""
-    from haloc_hw import __version__
-
-    config: dict[str, Any] = {"command": command}
-    if method is not None:
-        config["method"] = method
-    config.update({
-        "haloc_hw_version": __version__, "model": args.model, "data": data.name,
-        "data_root": None if args.data_root is None else str(args.data_root), "subset": args.subset,
-        # the table's own arch and backend: a --table built elsewhere (a GPU latency table, say)
-        # was not priced on --arch, whatever its default
-        "input_size": list(data.input_size), "arch": table.metadata.get("arch_path", args.arch),
-        "backend": table.metadata.get("backend", args.backend),
-        "table": {"path": str(table_path), "sha256": file_sha256(table_path),
-                  "metadata": {k: v for k, v in table.metadata.items() if k != "backend_fingerprint"}},
-        "base": dict(base_info), "budget": {"metric": metric, "value": budget_text},
-    })
-    if search is not None:
-        config["search"] = dict(search)
-    config.update({
-        "finetune": {"epochs": args.epochs_finetune, "lr": args.lr_finetune},
-        "batch": args.batch, "seed": args.seed, "device": str(data.device),
-    })
-    return config
 
 
 # ---------------------------------------------------------------------------------------
@@ -443,7 +484,7 @@ def finish_run(out: Path, *, base: Any, compressed: Any, data: Any, table: Any, 
     ft = fine_tune(compressed, data,
                    TrainConfig.for_fine_tune(epochs=epochs, lr=lr, batch_size=batch, seed=seed,
                                              distill_temperature=temperature, distill_alpha=alpha),
-                   out_dir=out / "finetune", resume=(out / "finetune" / CHECKPOINT_NAME).exists(),
+                   out_dir=RunFolder(out).finetune, resume=(RunFolder(out).finetune / CHECKPOINT_NAME).exists(),
                    progress=progress, teacher=copy.deepcopy(base) if distill is not None else None)
     device = data.device
     base_eval = evaluate(base.to(device), data.test, device)
@@ -479,7 +520,7 @@ def finish_run(out: Path, *, base: Any, compressed: Any, data: Any, table: Any, 
         same = torch.allclose(reloaded(x), compressed.cpu().eval()(x), atol=1e-4, rtol=1e-4)
     metrics["reload_matches"] = bool(same)
     metrics["onnx"] = None if saved.get("onnx") is None else str(saved["onnx"])
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(RunFolder(out).metrics, metrics)
     log.info("run finished in %s: top-1 %.2f%% -> %.2f%%", out, base_eval["top1"], comp_eval["top1"])
     return metrics
 

@@ -20,7 +20,6 @@ report of every run in ``DIR/report/``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any, Callable, Sequence
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_json_atomic, write_text_atomic
+from haloc_hw.runfolder import RunFolder
+from haloc_hw.settings import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +104,42 @@ def arch_names(paths: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: the run template (its ``cost.arch`` lists every architecture), the methods, the report."""
+
+    run: RunConfig
+    methods: tuple[str, ...] = ("haloc",)
+    html: bool = False
+
+    @property
+    def out(self) -> Path:
+        return self.run.out
+
+    @property
+    def archs(self) -> tuple[str, ...]:
+        return self.run.cost.arch or DEFAULT_ARCHS
+
+
 # ---------------------------------------------------------------------------------------
 # tables
 
 
-def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any, path: Path) -> tuple[Any, ArchStatus]:
-    """Build (or reuse) the cost table of ``model`` on ``arch`` and check that every layer maps.
+def build_arch_table(cfg: RunConfig, arch: str, layers: Sequence[Any], data: Any, path: Path) -> tuple[Any, ArchStatus]:
+    """Build (or reuse) the cost table of ``layers`` on ``arch`` and check that every layer maps.
 
     Built like ``haloc-hw search`` builds its table, but failed evaluations do not stop the
     build: they tell which layers (or candidates) the architecture cannot map.
     """
-    from haloc_hw.decompose import rank_candidates
-    from haloc_hw.pipeline import build_cost_table
-    from haloc_hw.spec.shipped import resolve_spec_path
-    from haloc_hw.workload import extract_shapes
+    from haloc_hw.cost.build import build_cost_table, candidates_of, resolve_arch
+    from haloc_hw.pipeline import table_target
 
     name = path.stem
-    arch_path = resolve_spec_path(arch, key="--arch")
-    layers = extract_shapes(model, data.input_size, 1)
-    table = build_cost_table(args, arch_path, layers, data, path, strict=False)
+    arch_path = resolve_arch(cfg.cost, arch)
+    table = build_cost_table(table_target(cfg, data), cfg.cost, arch_path, path, layers=layers, strict=False,
+                             progress=cfg.progress)
     status = ArchStatus(arch=name, path=str(arch), table=str(path), mappable=True)
+    full = candidates_of(cfg.cost, layers)
     for info in layers:
         try:
             table.entry(info.name, "original")
@@ -130,8 +147,7 @@ def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any,
             status.unmappable_layers.append(info.name)
             continue
         if info.decomposable:
-            full = rank_candidates(info.shape, step=args.step)
-            lost = len(full) - len(table.candidates(info.name))
+            lost = len(full.get(info.name, [])) - len(table.candidates(info.name))
             if lost:
                 status.missing_candidates[info.name] = lost
     if status.unmappable_layers:
@@ -144,25 +160,11 @@ def build_arch_table(args: argparse.Namespace, arch: str, model: Any, data: Any,
 # runs
 
 
-def _run_args(base_ns: argparse.Namespace, command: str, **values: Any) -> argparse.Namespace:
-    """The namespace ``haloc-hw COMMAND`` would parse: its defaults, the sweep's options, then ``values``."""
-    from haloc_hw.cli import build_parser
-
-    argv = [command, "--out", "_"] + (["--method", values["method"]] if command == "baseline" else [])
-    ns = build_parser().parse_args(argv)
-    for key, value in vars(base_ns).items():
-        if key in ("func", "command", "methods", "arch", "out") or not hasattr(ns, key):
-            continue
-        setattr(ns, key, value)
-    for key, value in values.items():
-        setattr(ns, key, value)
-    return ns
+Runner = Callable[[RunConfig], Any]
 
 
 def _summarise(entry: SweepEntry) -> None:
-    from haloc_hw.report.runs import load_run
-
-    run = load_run(entry.run_dir)
+    run = RunFolder(Path(entry.run_dir)).load()
     entry.top1, entry.top1_original = run.top1(), run.top1("original")
     entry.energy_pJ, entry.cycles, entry.latency_s = run.cost("energy_pJ"), run.cost("cycles"), run.cost("latency_s")
     entry.macs = run.cost("macs")
@@ -170,36 +172,55 @@ def _summarise(entry: SweepEntry) -> None:
     entry.ranks = {n: list(r) for n, r in run.layer_ranks.items()}
 
 
-def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Namespace], int] | None = None,
-              echo: Callable[[str], None] = log.info) -> SweepResult:
-    """Run the sweep described by the parsed ``haloc-hw sweep`` options (see the module docstring).
+def _default_runner(cfg: RunConfig, echo: Callable[[str], None]) -> Any:
+    from haloc_hw import pipeline
 
+    if cfg.command == "search":
+        return pipeline.run_search(cfg, echo=echo)
+    return pipeline.run_baseline(cfg, cfg.method, echo=echo)
+
+
+def run_sweep(cfg: SweepConfig, *, runner: Runner | None = None,
+              echo: Callable[[str], None] = log.info) -> SweepResult:
+    """Run the sweep ``cfg`` (see the module docstring).
+
+    Each run is a :class:`RunConfig` made from the template and handed to ``runner``
+    (default :func:`haloc_hw.pipeline.run_search` / :func:`~haloc_hw.pipeline.run_baseline`).
     Progress messages go to ``echo`` (the module logger by default; the CLI passes ``print``).
     """
+    from dataclasses import replace
+
     from haloc_hw import pipeline
     from haloc_hw.search.search import CHECKPOINT_NAME
     from haloc_hw.train import seed_everything
+    from haloc_hw.workload import extract_shapes
 
-    out: Path = args.out
-    archs = list(args.arch or DEFAULT_ARCHS)
+    template = cfg.run
+    out = cfg.out
+    archs = list(cfg.archs)
     names = arch_names(archs)
-    methods = parse_methods(args.methods)
-    metric, budget_text = pipeline.resolve_run_budget(args)
+    methods = parse_methods(list(cfg.methods))
+    RunFolder(out).check_writable()
+    for value, key in ((template.cost.jobs, "--jobs"), (template.cost.step, "--step"), (template.data.subset, "--subset")):
+        if value is not None and value < 1:
+            raise HalocError(f"{key} must be at least 1, got {value}", key=key, fix=f"pass a positive {key} or leave it out")
     out.mkdir(parents=True, exist_ok=True)
-    runner = runner or _default_runner
+    run = runner or (lambda c: _default_runner(c, echo))
 
-    seed_everything(args.seed)
-    data = pipeline.prepare_data(args, echo=echo)
-    base_ns = _run_args(args, "search", out=out, arch=archs[0], table=None, resume=True)
-    model, base_info = pipeline.load_or_train_base(base_ns, data, out, echo=echo)
+    seed_everything(template.data.seed)
+    data = pipeline.prepare_data(template.data, echo=echo)
+    base_cfg = replace(template, cost=replace(template.cost, arch=(archs[0],), path=None))
+    loaded = pipeline.load_base(base_cfg, data, echo=echo)
+    model, base_info = loaded if loaded is not None else pipeline.train_base(base_cfg, data, echo=echo)
     base_path = Path(base_info["path"])
+    layers = extract_shapes(model, data.input_size, 1)
 
     entries: list[SweepEntry] = []
     statuses: list[ArchStatus] = []
     for arch, name in zip(archs, names):
         table_path = out / "tables" / f"{name}.sqlite"
         try:
-            _, status = build_arch_table(args, arch, model, data, table_path)
+            _, status = build_arch_table(template, arch, layers, data, table_path)
         except HalocError as err:
             status = ArchStatus(arch=name, path=arch, table=None, mappable=False, error=err.message)
         statuses.append(status)
@@ -211,34 +232,29 @@ def run_sweep(args: argparse.Namespace, *, runner: Callable[[str, argparse.Names
             echo(f"{name}: candidates it cannot map are left out: "
                   + ", ".join(f"{n} ({k})" for n, k in status.missing_candidates.items()))
         for method in methods:
-            run_dir = out / name / method
-            entry = SweepEntry(name, arch, method, str(run_dir), "ok")
+            folder = RunFolder(out / name / method)
+            entry = SweepEntry(name, arch, method, str(folder.path), "ok")
             entries.append(entry)
-            if (run_dir / "metrics.json").is_file() and (run_dir / "ranks.json").is_file():
-                echo(f"{name}/{method}: reusing the finished run in {run_dir}")
+            if folder.is_finished():
+                echo(f"{name}/{method}: reusing the finished run in {folder.path}")
             else:
                 command = "search" if method == "haloc" else "baseline"
-                # an interrupted search continues from its checkpoint
-                extra = {"method": method} if command == "baseline" else {"resume": (run_dir / CHECKPOINT_NAME).exists()}
-                ns = _run_args(args, command, out=run_dir, arch=arch, table=table_path, base=base_path,
-                               metric=metric, **extra)
-                echo(f"{name}/{method}: running {command} into {run_dir}")
+                run_cfg = replace(template, command=command, out=folder.path,
+                                  cost=replace(template.cost, arch=(arch,), path=str(table_path)),
+                                  base_model=str(base_path), method=None if command == "search" else method,
+                                  search=template.search if command == "search" else None,
+                                  # an interrupted search continues from its checkpoint
+                                  resume=command == "search" and (folder.path / CHECKPOINT_NAME).exists())
+                echo(f"{name}/{method}: running {command} into {folder.path}")
                 try:
-                    runner(command, ns)
+                    run(run_cfg)
                 except HalocError as err:
                     entry.status, entry.error = "failed", str(err)
                     echo(f"{name}/{method}: failed: {err}")
                     continue
             _summarise(entry)
-    return finish_sweep(out, entries, statuses, model=args.model, methods=methods, metric=metric,
-                        budget_text=budget_text, html=getattr(args, "html", False))
-
-
-def _default_runner(command: str, ns: argparse.Namespace) -> int:
-    from haloc_hw.cli import baseline as baseline_cli
-    from haloc_hw.cli import search as search_cli
-
-    return (search_cli.run if command == "search" else baseline_cli.run)(ns)
+    return finish_sweep(out, entries, statuses, model=template.model, methods=methods, metric=template.budget.metric,
+                        budget_text=template.budget.text, html=cfg.html)
 
 
 # ---------------------------------------------------------------------------------------

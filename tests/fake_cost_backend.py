@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from haloc_hw.cost.base import Cost
 from haloc_hw.errors import HalocError
+from haloc_hw.settings import option
 from haloc_hw.workload import ConvShape
 
 
@@ -78,12 +80,16 @@ def register() -> None:
     """Make ``--backend fake`` available to the CLI (used by subprocess tests)."""
     from haloc_hw.cost.backends import BackendSpec, register_backend
 
-    def add_arguments(parser: Any) -> None:
-        parser.add_argument("--fake-delay", type=float, default=0.0, help="seconds per fake evaluation")
-        parser.add_argument("--fake-fail-m", type=int, nargs="*", default=(), help="fail shapes with these M")
+    def factory(s: FakeSettings, ctx: Any) -> FakeBackend:
+        return FakeBackend(delay_s=s.fake_delay, tag=Path(ctx.arch_path).name if ctx.arch_path else "a",
+                           fail_when=tuple(s.fake_fail_m))  # fmt: skip
 
-    def factory(args: Any, ctx: Any) -> FakeBackend:
-        return FakeBackend(delay_s=getattr(args, "fake_delay", 0.0), tag=Path(ctx.arch_path).name if ctx.arch_path else "a",
-                           fail_when=tuple(getattr(args, "fake_fail_m", ()) or ()))  # fmt: skip
+    register_backend(BackendSpec("fake", "deterministic fake costs (tests)", factory, FakeSettings), replace=True)
 
-    register_backend(BackendSpec("fake", "deterministic fake costs (tests)", factory, add_arguments), replace=True)
+
+@dataclass(frozen=True)
+class FakeSettings:
+    """The fake backend's options (``--fake-delay``, ``--fake-fail-m``), offered by the CLI like any backend's."""
+
+    fake_delay: float = field(default=0.0, metadata=option("seconds per fake evaluation", type=float))
+    fake_fail_m: tuple[int, ...] = field(default=(), metadata=option("fail shapes with these M", type=int, nargs="*"))

@@ -289,12 +289,11 @@ def test_backend_and_cli_import_without_dask() -> None:
 
 
 def test_factory_reads_cli_arguments_and_warns_about_parallel_jobs(caplog) -> None:
-    import argparse
-
     from haloc_hw.cost.backends import BackendContext, create_backend
+    from haloc_hw.settings import GpuSettings
 
-    args = argparse.Namespace(device="cpu", dtype="fp16", batch=4, memory_format="contiguous", warmup=2, repeats=5,
-                              threads=1, cuda_graph=True)  # fmt: skip
+    args = GpuSettings(device="cpu", dtype="fp16", batch=4, memory_format="contiguous", warmup=2, repeats=5,
+                       threads=1, cuda_graphs=True)  # fmt: skip
     with caplog.at_level("WARNING"):
         model = create_backend("gpu", args, BackendContext(arch_path=None, out_dir=Path("."), jobs=4))
     assert isinstance(model, GpuCostModel)

@@ -123,7 +123,7 @@ def test_search_option_choices_follow_the_search_config():
     """The parser spells the choices out (building it must not import torch); they must stay the config's."""
     import argparse
 
-    from haloc_hw.pipeline import add_search_arguments
+    from haloc_hw.cli.options import add_search_options as add_search_arguments
     from haloc_hw.search.plan import DECODES
     from haloc_hw.search.search import ARCH_STEPS, PENALTIES
 

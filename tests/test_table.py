@@ -372,16 +372,20 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_backend_registry_errors_and_shared_options() -> None:
     import argparse
 
-    from haloc_hw.cost.backends import add_backend_arguments, available_backends, get_backend_spec
+    from haloc_hw.cli.options import add_backend_options, backend_settings
+    from haloc_hw.cost.backends import available_backends, get_backend_spec
 
     assert {"analytical", "timeloop"} <= set(available_backends())
     with pytest.raises(HalocError, match=r"unknown backend 'nope'.*analytical"):
         get_backend_spec("nope")
     parser = argparse.ArgumentParser()
-    parser.add_argument("--timeloop-bin", default="host")  # the host command already defines it
-    add_backend_arguments(parser)  # no argparse conflict
-    args = parser.parse_args(["--timeloop-threads", "2"])
-    assert args.timeloop_bin == "host" and args.timeloop_threads == 2
+    parser.add_argument("--device", default="host")  # the host command already defines it
+    add_backend_options(parser, taken={"--device"})  # each flag once: no argparse conflict
+    args = parser.parse_args(["--timeloop-threads", "2", "--constraints", "a.yaml", "--device", "cpu"])
+    timeloop, gpu = backend_settings(args, "timeloop"), backend_settings(args, "gpu")
+    assert timeloop.threads == 2 and timeloop.constraints == ("a.yaml",) and timeloop.bin_dir is None
+    assert gpu.device == "cpu" and gpu.threads is None  # --threads is the gpu's, --timeloop-threads the mapper's
+    assert backend_settings(args, "analytical").constraints == ("a.yaml",)  # one --constraints for both
 
 
 def test_cli_drops_failed_candidates_unless_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

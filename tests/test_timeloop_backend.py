@@ -246,28 +246,27 @@ def test_cli_timeloop_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_factory_threads_timeout_and_a_missing_mapper_file(tmp_path: Path) -> None:
-    import argparse
-
     from haloc_hw.cost.backends import BackendContext, create_backend
+    from haloc_hw.settings import TimeloopSettings
     from haloc_hw.spec.shipped import resolve_spec_path
 
     mapper = tmp_path / "mapper.yaml"
     mapper.write_text("mapper:\n  num-threads: 3\n")
 
     def make(jobs: int = 1, **kw):
-        fields = {"timeloop_bin": str(_bin(tmp_path)), "mapper": str(mapper), **kw}
+        fields = {"bin_dir": str(_bin(tmp_path)), "mapper": str(mapper), **kw}
         ctx = BackendContext(arch_path=resolve_spec_path("arch/eyeriss.yaml"), out_dir=tmp_path / "t", jobs=jobs)
-        return create_backend("timeloop", argparse.Namespace(**fields), ctx)
+        return create_backend("timeloop", TimeloopSettings(**fields), ctx)
 
     one = make()
     assert one.threads == 3 and one.mapper_settings["num-threads"] == 3  # the mapper file's count
     assert one.timeout_s == 600.0
     assert make(jobs=2).threads == 1  # mappers side by side: one thread each
-    assert make(jobs=2, timeloop_threads=4).threads == 4
+    assert make(jobs=2, threads=4).threads == 4
     with pytest.raises(HalocError, match="typo.yaml: file not found"):
         make(mapper=str(tmp_path / "typo.yaml"))
     with pytest.raises(HalocError, match="timeout must be > 0") as info:
-        make(timeloop_timeout=0.0)
+        make(timeout_s=0.0)
     assert info.value.key == "timeloop-timeout"
 
 

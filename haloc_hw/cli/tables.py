@@ -19,32 +19,31 @@ maximum relative error of cycles and energy.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import file_sha256
 
 def register(subparsers: Any) -> None:
-    from haloc_hw.cost.backends import add_backend_arguments, available_backends
+    from haloc_hw.cli.options import HelpFormatter, add_backend_options
+    from haloc_hw.cost.backends import available_backends
     from haloc_hw.cost.table import TABLE_METRICS
 
     p = subparsers.add_parser(
         "tables",
         help="build per-candidate cost tables (or --compare two)",
         description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", help="model name (resnet20, vgg16, resnet18, mobilenet_v2)")
-    p.add_argument("--dataset", default=None, help="dataset deciding input size and classes (default: imagenet for resnet18/mobilenet_v2, else cifar10)")
+    p.add_argument("--dataset", default=None, help="dataset deciding input size and classes, e.g. fashion-mnist for a "
+                   "table a Fashion-MNIST search reads (default: imagenet for resnet18/mobilenet_v2, else cifar10)")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the final layer (default: from the dataset)")
     p.add_argument("--input-size", default=None, metavar="C,H,W", help="input size per sample, e.g. 3,224,224 (default: from the dataset)")
-    p.add_argument("--batch", type=int, default=1, help="batch size N of every workload")
+    p.add_argument("--batch", type=int, default=1, help="batch size N of every workload (and of gpu timing)")
     p.add_argument("--arch", action="append", default=[], metavar="FILE", help="architecture YAML; repeat for one table per arch")
-    p.add_argument("--constraints", action="append", default=None, metavar="FILE", help="mapping constraints (default: mappings/row_stationary.yaml)")
-    p.add_argument("--ert", default=None, metavar="FILE", help="energy table (default: ARCH.ert.yaml beside the arch)")
-    p.add_argument("--clock-hz", type=float, default=None, metavar="HZ", help="clock frequency: gives latency_s = cycles / HZ")
     p.add_argument("--backend", default="analytical", choices=sorted(available_backends()), help="cost backend")
     p.add_argument("--step", type=int, default=None, help="rank step of the candidates (default: 8/16/32 by layer width)")
     p.add_argument("--unequal", action="store_true", help="all (r1, r2) pairs, not only r1 == r2")
@@ -61,7 +60,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, metavar="DIR", help="table folder: DIR/NAME.sqlite and DIR/NAME.csv, NAME = folder name")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two table files instead of building")
-    add_backend_arguments(p)
+    add_backend_options(p, taken={"--batch"})
     p.set_defaults(func=run)
 
 
@@ -76,14 +75,22 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 
+def _target(args: argparse.Namespace) -> Any:
+    """What the tables price; the dataset defaults need no torch."""
+    from haloc_hw.cost.build import TableTarget
+    from haloc_hw.models import default_dataset, default_input_size, default_num_classes
+    from haloc_hw.workload import parse_input_size
+
+    dataset = args.dataset or default_dataset(args.model)
+    input_size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.model, dataset)
+    return TableTarget(model=args.model, dataset=dataset, num_classes=args.num_classes or default_num_classes(dataset),
+                       input_size=tuple(input_size), batch=args.batch)
+
+
 def _build(args: argparse.Namespace) -> int:
-    from haloc_hw.cost.backends import BackendContext, create_backend, get_backend_spec
-    from haloc_hw.cost.executors import make_executor
-    from haloc_hw.cost.table import build_table
-    from haloc_hw.decompose import rank_candidates
-    from haloc_hw.models import build_model, default_dataset, default_input_size, default_num_classes
-    from haloc_hw.spec.shipped import resolve_spec_path
-    from haloc_hw.workload import extract_shapes, parse_input_size
+    from haloc_hw.cli.options import table_settings
+    from haloc_hw.cost.build import build_cost_table, cached_layers, model_layers, resolve_arch
+    from haloc_hw.runfolder import RunFolder
 
     if not args.model:
         raise HalocError("no model given", key="--model", fix="pass --model resnet18 (or --compare A B)")
@@ -91,72 +98,36 @@ def _build(args: argparse.Namespace) -> int:
         raise HalocError("no output folder given", key="--out", fix="pass --out tables/NAME")
     if args.batch < 1:
         raise HalocError(f"--batch must be at least 1, got {args.batch}", key="--batch", fix="pass --batch 1 or more")
-    spec = get_backend_spec(args.backend)
-    archs: list[Path | None] = [resolve_spec_path(a, key="--arch") for a in args.arch]
-    if not archs:
-        if spec.needs_arch:
-            raise HalocError(f"backend '{args.backend}' needs an architecture", key="--arch", fix="pass --arch arch/eyeriss.yaml")
-        archs = [None]
+    RunFolder(args.out).check_writable()
+    settings = replace(table_settings(args, args.arch), equal=not args.unequal, max_macs_ratio=args.max_macs_ratio)
+    archs = [resolve_arch(settings, a) for a in args.arch] or [resolve_arch(settings, None)]
     stems = [a.name.removesuffix(".yaml") if a else "" for a in archs]
     if len(set(stems)) != len(stems):
         raise HalocError("two --arch files have the same name", key="--arch", fix="rename one: table files are named after the arch")
-
-    dataset = args.dataset or default_dataset(args.model)
-    input_size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.model, dataset)
-    num_classes = args.num_classes or default_num_classes(dataset)
-    model = build_model(args.model, num_classes=num_classes, in_channels=input_size[0])
-    layers = extract_shapes(model, input_size, args.batch)
-
-    def candidates(info: Any) -> list[tuple[int, int]]:
-        return rank_candidates(info.shape, step=args.step, equal=not args.unequal, max_macs_ratio=args.max_macs_ratio)
-
+    target = _target(args)
     out_dir: Path = args.out
     name = out_dir.name or "table"
-    if spec.serial_only and (args.scheduler or (args.jobs or 0) > 1):
-        logging.getLogger(__name__).warning("backend '%s' measures one workload at a time: ignoring --jobs/--scheduler", spec.name)
-    if spec.serial_only:
-        executor = make_executor(1)
-    else:
-        executor = make_executor(args.jobs, args.scheduler, timeout_s=args.scheduler_timeout)
-    try:
-        for arch, stem in zip(archs, stems):
-            table_name = name if len(archs) == 1 else f"{name}-{stem}"
-            ctx = BackendContext(arch_path=arch, out_dir=out_dir, jobs=executor.workers)
-            backend = create_backend(args.backend, args, ctx)
-            metadata = {
-                "model": args.model,
-                "dataset": dataset,
-                "num_classes": num_classes,
-                "input_size": list(input_size),
-                "batch": args.batch,
-                "arch_path": str(arch) if arch else None,
-                "arch_sha256": file_sha256(arch) if arch else None,
-                "candidates": {"step": args.step, "equal": not args.unequal, "max_macs_ratio": args.max_macs_ratio},
-            }
-            table = build_table(
-                layers,
-                backend,
-                out_dir / f"{table_name}.sqlite",
-                candidates_fn=candidates,
-                executor=executor,
-                progress=not args.no_progress,
-                metadata=metadata,
-                rebuild=args.rebuild,
-                strict=True if args.strict else "originals",
-            )
-            csv_path = table.to_csv(out_dir / f"{table_name}.csv")
-            report = table.build_report
-            print(f"{table.path}: {report.entries} entries ({report.cache_hits} cached, {report.evaluated} evaluated)"
-                  f" in {report.seconds:.1f} s; CSV {csv_path}")  # fmt: skip
-            dropped = {layer: table.dropped_candidates(layer) for layer in table.layers()}
-            dropped = {k: v for k, v in dropped.items() if v}
-            if dropped:
-                listing = "; ".join(f"{k} {', '.join(f'({a},{b})' for a, b in v)}" for k, v in dropped.items())
-                print(f"warning: {sum(map(len, dropped.values()))} candidate(s) dropped, their evaluation failed"
-                      f" (rerun to retry; -v shows why): {listing}")  # fmt: skip
-            _print_summary(table, args.metric)
-    finally:
-        executor.close()
+    layers = None
+    for arch, stem in zip(archs, stems):
+        path = out_dir / f"{name if len(archs) == 1 else f'{name}-{stem}'}.sqlite"
+        known = None if args.rebuild else cached_layers(path, target)
+        if known is None and layers is None:
+            layers = model_layers(target)
+        table = build_cost_table(target, settings, arch, path, layers=known or layers,
+                                 strict=True if args.strict else "originals", rebuild=args.rebuild,
+                                 progress=not args.no_progress, scheduler=args.scheduler,
+                                 scheduler_timeout_s=args.scheduler_timeout)
+        csv_path = table.to_csv(path.with_suffix(".csv"))
+        report = table.build_report
+        print(f"{table.path}: {report.entries} entries ({report.cache_hits} cached, {report.evaluated} evaluated)"
+              f" in {report.seconds:.1f} s; CSV {csv_path}")  # fmt: skip
+        dropped = {layer: table.dropped_candidates(layer) for layer in table.layers()}
+        dropped = {k: v for k, v in dropped.items() if v}
+        if dropped:
+            listing = "; ".join(f"{k} {', '.join(f'({a},{b})' for a, b in v)}" for k, v in dropped.items())
+            print(f"warning: {sum(map(len, dropped.values()))} candidate(s) dropped, their evaluation failed"
+                  f" (rerun to retry; -v shows why): {listing}")  # fmt: skip
+        _print_summary(table, args.metric)
     return 0
 
 
@@ -203,10 +174,26 @@ def _rel(a: float | None, b: float | None) -> float | None:
     return abs(b - a) / abs(a) if a else float("inf")
 
 
+def _check_same_layers(a: Any, b: Any, path_a: Path, path_b: Path) -> None:
+    """Entries of two tables compare only when both price the same layers at the same shapes."""
+    from haloc_hw.cost.build import same_shape
+
+    if a.layers() != b.layers():
+        raise HalocError(f"the tables have other layers ({len(a.layers())} in A, {len(b.layers())} in B)", file=path_b,
+                         key="layers", fix="compare tables built for the same model (same --model and --dataset)")
+    for name in a.layers():
+        sa, sb = a.layer(name).shape, b.layer(name).shape
+        if not same_shape(sa, sb):
+            raise HalocError(f"layer {name} has another shape in B (C={sb.C}, M={sb.M}, P={sb.P}, Q={sb.Q}) than in A "
+                             f"(C={sa.C}, M={sa.M}, P={sa.P}, Q={sa.Q})", file=path_b, key=name,
+                             fix="compare tables built for the same model and input size (--dataset / --input-size)")
+
+
 def _compare(path_a: Path, path_b: Path) -> int:
     from haloc_hw.cost.table import CostTable
 
     a, b = CostTable.open(path_a), CostTable.open(path_b)
+    _check_same_layers(a, b, path_a, path_b)
     rows_a = {(r["layer"], r["role"], r["r1"], r["r2"]): r for r in a.rows()}
     rows_b = {(r["layer"], r["role"], r["r1"], r["r2"]): r for r in b.rows()}
     common = [k for k in rows_a if k in rows_b]

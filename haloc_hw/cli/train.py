@@ -78,6 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
     from haloc_hw.fileio import write_json_atomic, write_yaml_atomic
     from haloc_hw.metrics import count_flops_params
     from haloc_hw.models import build_model
+    from haloc_hw.runfolder import RunFolder
     from haloc_hw.train import CHECKPOINT_NAME, TrainConfig, train
 
     out: Path = args.out
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         "input_size": list(data.input_size),
         "train": cfg.to_dict(),
     }
-    write_yaml_atomic(out / "config.yaml", config)
+    write_yaml_atomic(RunFolder(out).config, config)
     result = train(model, data, cfg, out_dir=out, resume=args.resume, progress=not args.no_progress)
     macs, params = count_flops_params(model, data.input_size)
     final = result.history[-1] if result.history else {}
@@ -132,11 +133,37 @@ def run_train(args: argparse.Namespace) -> int:
     save_run_model(out, model, model_name=args.model, num_classes=data.num_classes, in_channels=data.in_channels,
                    input_size=data.input_size, ranks={}, extra={"top1": metrics["top1"], "data": data.name},
                    onnx=not args.no_onnx)
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(RunFolder(out).metrics, metrics)
     top1 = "n/a" if metrics["top1"] is None else f"{metrics['top1']:.2f}%"
     print(f"{args.model} on {data.name}: test top-1 {top1} after {metrics['epochs']} epochs; "
           f"{macs / 1e6:.2f}M MACs, {params / 1e6:.3f}M params -> {out}")
     return 0
+
+
+def _check_ranks_file(run: Path, saved: dict[str, Any]) -> None:
+    """A run folder's ``ranks.json`` must say what ``model.pt`` holds: evaluate reads model.pt alone, so say when they part."""
+    from haloc_hw.runfolder import RunFolder
+
+    folder = RunFolder(run)
+    if not saved or not (folder.config.is_file() or folder.metrics.is_file()):
+        return  # an uncompressed model, or a bare model folder: nothing to agree with
+    if not folder.ranks.is_file():
+        raise HalocError("the run folder lacks ranks.json (model.pt still holds the ranks it was saved with)",
+                         file=folder.ranks, key="--run",
+                         fix=f"restore ranks.json, or pass --run {run / 'model.pt'} to evaluate the saved model alone")
+    try:
+        layers = json.loads(folder.ranks.read_text())["layers"]
+        listed = {n: [int(v["r1"]), int(v["r2"])] for n, v in layers.items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise HalocError(f"cannot read ranks.json ({err.__class__.__name__})", file=folder.ranks, key="layers",
+                         fix="restore the file the run wrote") from None
+    saved_pairs = {n: [int(a), int(b)] for n, (a, b) in saved.items()}
+    if listed != saved_pairs:
+        differ = sorted(set(listed) ^ set(saved_pairs) | {n for n in listed if n in saved_pairs and listed[n] != saved_pairs[n]})
+        shown = ", ".join(f"{n} {tuple(listed.get(n) or ()) or '-'} vs {tuple(saved_pairs.get(n) or ()) or '-'}"
+                          for n in differ[:4])
+        raise HalocError(f"ranks.json does not match model.pt ({shown}; ranks.json vs model.pt)", file=folder.ranks,
+                         key=differ[0], fix="restore ranks.json (evaluate runs model.pt), or re-run the search")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -149,6 +176,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       device=args.device, num_workers=args.workers, augment=False, download=not args.no_download)
     model = load_compressed(args.run, map_location=data.device)
     info = model.haloc_info
+    if Path(args.run).is_dir():
+        _check_ranks_file(Path(args.run), info.get("ranks") or {})
     if info["num_classes"] != data.num_classes or info["in_channels"] != data.in_channels:
         raise HalocError(
             f"the model expects {info['in_channels']} input channels and {info['num_classes']} classes, "

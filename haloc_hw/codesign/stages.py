@@ -79,8 +79,11 @@ def haloc_search(cfg: CodesignConfig, data: Any, model: Any, table_path: Path, o
     from haloc_hw.search.search import CHECKPOINT_NAME
     from haloc_hw.train import seed_everything
 
-    if (out / "metrics.json").is_file() and (out / "ranks.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
+    from haloc_hw.runfolder import RunFolder
+
+    folder = RunFolder(out)
+    if folder.metrics.is_file() and folder.ranks.is_file():
+        return json.loads(folder.metrics.read_text())
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     table = CostTable.open(table_path)
@@ -90,7 +93,7 @@ def haloc_search(cfg: CodesignConfig, data: Any, model: Any, table_path: Path, o
                         progress=cfg.progress)
     base = copy.deepcopy(model)
     supernet = Supernet(copy.deepcopy(model), candidates)
-    with pipeline.run_log(out / "search.log"):
+    with pipeline.run_log(folder.log_file("search")):
         plan = HalocSearch(scfg).run(supernet, data, table, out, resume=(out / CHECKPOINT_NAME).exists(),
                                      table_source=str(table_path))
         compressed = supernet.export_compressed(plan.ranks)

@@ -1,17 +1,19 @@
-"""Backend registry: ``--backend NAME`` -> a factory building the cost model from CLI arguments.
+"""Backend registry: ``--backend NAME`` -> a factory building the cost model from typed settings.
 
 Adding a backend takes one :func:`register_backend` call with a :class:`BackendSpec`: its
-name, a help line, a factory ``(args, ctx) -> CostModel`` and optionally a function adding
-its own CLI options (``--dtype``, ``--device`` ...). Modules listed in
-:data:`PLUGIN_MODULES` are imported when the registry is first used; each may call
-:func:`register_backend` at import time (a missing optional module is skipped).
+name, a help line, a factory ``(settings, ctx) -> CostModel`` and the frozen dataclass of
+its settings (``settings_type``). The CLI offers each settings field as an option (see
+:func:`haloc_hw.settings.option`) and builds the settings once; a backend never sees the
+command line. Modules listed in :data:`PLUGIN_MODULES` are imported when the registry is
+first used; each may call :func:`register_backend` at import time (a missing optional
+module is skipped).
 
-Built in: ``analytical`` (default, no external tool) and ``timeloop`` (real binaries).
+Built in: ``analytical`` (default, no external tool), ``timeloop`` (real binaries) and
+``gpu`` (measured latency; PyTorch is imported only when one is built).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 from dataclasses import dataclass
@@ -19,16 +21,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from haloc_hw.errors import HalocError
+from haloc_hw.settings import AnalyticalSettings, GpuSettings, TimeloopSettings
 
 log = logging.getLogger(__name__)
 
-# Modules that register more backends when imported (e.g. the measured GPU backend).
-PLUGIN_MODULES: list[str] = ["haloc_hw.cost.gpu"]
+# Modules that register more backends when imported.
+PLUGIN_MODULES: list[str] = []
 
 
 @dataclass(frozen=True)
 class BackendContext:
-    """What a factory needs besides the parsed arguments.
+    """What a factory needs besides its settings.
 
     ``arch_path``: the one arch this backend instance is for (``--arch`` may repeat);
     ``out_dir``: the table's folder (backends keep their work files under it);
@@ -40,7 +43,7 @@ class BackendContext:
     jobs: int = 1
 
 
-Factory = Callable[[argparse.Namespace, BackendContext], Any]
+Factory = Callable[[Any, BackendContext], Any]
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,14 @@ class BackendSpec:
     name: str
     help: str
     factory: Factory
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    settings_type: type | None = None
     needs_arch: bool = True
     # Measurements that must not share the machine (GPU timing) run one at a time in the
     # CLI process whatever --jobs says.
     serial_only: bool = False
+
+    def default_settings(self) -> Any:
+        return None if self.settings_type is None else self.settings_type()
 
 
 BACKENDS: dict[str, BackendSpec] = {}
@@ -94,41 +100,17 @@ def get_backend_spec(name: str) -> BackendSpec:
     return specs[name]
 
 
-def create_backend(name: str, args: argparse.Namespace, ctx: BackendContext) -> Any:
-    """Build backend ``name`` for one arch from the parsed CLI arguments."""
+def create_backend(name: str, settings: Any, ctx: BackendContext) -> Any:
+    """Build backend ``name`` for one arch; ``settings`` ``None`` means the backend's defaults."""
     spec = get_backend_spec(name)
     if spec.needs_arch and ctx.arch_path is None:
         raise HalocError(f"backend '{name}' needs an architecture", key="arch", fix="pass --arch arch/eyeriss.yaml")
-    return spec.factory(args, ctx)
-
-
-class _SharedOptionsGroup:
-    """An argument group that skips options the parser already has.
-
-    Several sub-commands (tables, search, ...) and several backends may define the same
-    option (``--device``, ``--batch``); the first definition wins and is shared, instead of
-    argparse refusing to build the parser.
-    """
-
-    def __init__(self, group: Any) -> None:
-        self._group = group
-
-    def add_argument(self, *flags: str, **kwargs: Any) -> Any:
-        try:
-            return self._group.add_argument(*flags, **kwargs)
-        except argparse.ArgumentError:
-            log.debug("option %s already defined; sharing it", "/".join(flags))
-            return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._group, name)
-
-
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every backend's own options to ``parser`` (each in its own argument group)."""
-    for spec in available_backends().values():
-        if spec.add_arguments is not None:
-            spec.add_arguments(_SharedOptionsGroup(parser.add_argument_group(f"{spec.name} backend")))
+    if settings is None:
+        settings = spec.default_settings()
+    elif spec.settings_type is not None and not isinstance(settings, spec.settings_type):
+        raise HalocError(f"backend '{name}' takes {spec.settings_type.__name__}, got {type(settings).__name__}",
+                         key="backend", fix="build the settings with the backend's settings type")
+    return spec.factory(settings, ctx)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,56 +118,66 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _constraints_arg(args: argparse.Namespace) -> list[str] | None:
-    value = getattr(args, "constraints", None)
-    if not value:
-        return None
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _analytical(args: argparse.Namespace, ctx: BackendContext) -> Any:
+def _analytical(s: AnalyticalSettings, ctx: BackendContext) -> Any:
     from haloc_hw.cost.analytical.backend import AnalyticalCostModel
 
-    return AnalyticalCostModel.from_files(
-        ctx.arch_path, constraints_path=_constraints_arg(args), ert_path=getattr(args, "ert", None),
-        clock_hz=getattr(args, "clock_hz", None),
-    )  # fmt: skip
+    if not s.set_values:
+        return AnalyticalCostModel.from_files(ctx.arch_path, constraints_path=list(s.constraints) or None,
+                                              ert_path=s.ert, clock_hz=s.clock_hz)
+    # template variables: the arch (and its node constraints) rendered with them, as `haloc-hw cost` does
+    from haloc_hw.spec.constraints import load_constraints
+    from haloc_hw.spec.design import parse_set_values
+    from haloc_hw.spec.energy import load_energy_table
+    from haloc_hw.spec.loader import load_arch
+    from haloc_hw.spec.shipped import default_constraints_paths, require_ert_path
+
+    values = parse_set_values(list(s.set_values))
+    arch = load_arch(ctx.arch_path, set_values=values)
+    constraints = load_constraints(list(s.constraints) or default_constraints_paths(ctx.arch_path), arch)
+    energy = load_energy_table(require_ert_path(ctx.arch_path, s.ert), arch)
+    return AnalyticalCostModel(arch, energy, constraints, clock_hz=s.clock_hz)
 
 
-def _timeloop(args: argparse.Namespace, ctx: BackendContext) -> Any:
+def _timeloop(s: TimeloopSettings, ctx: BackendContext) -> Any:
     from haloc_hw.cost.timeloop import DEFAULT_TIMEOUT_S, TimeloopCostModel
     from haloc_hw.spec.shipped import default_constraints_paths, default_mapper_path
 
-    mapper_path = getattr(args, "mapper", None)  # one the user names must exist (from_files says so)
+    mapper_path: Any = s.mapper  # one the user names must exist (from_files says so)
     if mapper_path is None and default_mapper_path().is_file():
         mapper_path = default_mapper_path()
-    threads = getattr(args, "timeloop_threads", None)
+    threads = s.threads
     if threads is None and ctx.jobs > 1:
         threads = 1  # several mappers side by side: one thread each (else the mapper file's num-threads)
-    timeout_s = getattr(args, "timeloop_timeout", None)
     return TimeloopCostModel.from_files(
         ctx.arch_path,
-        constraints_path=_constraints_arg(args) or default_constraints_paths(ctx.arch_path),
-        ert_path=getattr(args, "ert", None),
+        constraints_path=list(s.constraints) or default_constraints_paths(ctx.arch_path),
+        ert_path=s.ert,
         mapper_path=mapper_path,
         jobs_dir=ctx.out_dir / "jobs",
-        bin_dir=getattr(args, "timeloop_bin", None),
-        components=getattr(args, "accelergy_components", None) or (),
+        bin_dir=s.bin_dir,
+        components=s.components,
         threads=threads,
-        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
-        clock_hz=getattr(args, "clock_hz", None),
+        timeout_s=DEFAULT_TIMEOUT_S if s.timeout_s is None else s.timeout_s,
+        clock_hz=s.clock_hz,
     )
 
 
-def _timeloop_arguments(group: Any) -> None:
-    group.add_argument("--timeloop-bin", metavar="DIR", help="folder holding timeloop-mapper and timeloop-model (default: PATH)")
-    group.add_argument("--mapper", metavar="FILE", help="mapper settings YAML (default: mappings/mapper.yaml when present)")
-    group.add_argument("--timeloop-threads", type=int, metavar="N",
-                       help="mapper num-threads (default: 1 when --jobs > 1, else the mapper file's value)")  # fmt: skip
-    group.add_argument("--accelergy-components", nargs="+", metavar="FILE",
-                       help="component files passed to accelergy (only when accelergy is on PATH)")  # fmt: skip
-    group.add_argument("--timeloop-timeout", type=float, metavar="S", help="seconds per Timeloop process (default 600)")
+def _gpu(s: GpuSettings, ctx: BackendContext) -> Any:
+    from haloc_hw.cost.gpu import DEFAULT_REPEATS, DEFAULT_WARMUP, GpuCostModel
+
+    if ctx.jobs > 1:
+        log.warning("gpu backend: %d workers take turns on the device (timings never overlap); --jobs 1 avoids one "
+                    "CUDA context and cuDNN autotuning per worker", ctx.jobs)
+    return GpuCostModel(
+        device=s.device or "cuda", dtype=s.dtype, batch=s.batch or 128, memory_format=s.memory_format,
+        warmup=DEFAULT_WARMUP if s.warmup is None else s.warmup,
+        repeats=DEFAULT_REPEATS if s.repeats is None else s.repeats,
+        threads=s.threads, cuda_graphs=s.cuda_graphs,
+    )
 
 
-register_backend(BackendSpec("analytical", "embedded Timeloop-compatible model (no external tool)", _analytical))
-register_backend(BackendSpec("timeloop", "real timeloop-mapper / timeloop-model runs", _timeloop, _timeloop_arguments))
+register_backend(BackendSpec("analytical", "embedded Timeloop-compatible model (no external tool)", _analytical,
+                             AnalyticalSettings))
+register_backend(BackendSpec("timeloop", "real timeloop-mapper / timeloop-model runs", _timeloop, TimeloopSettings))
+register_backend(BackendSpec("gpu", "measured latency with PyTorch on a CUDA GPU (or the CPU): --device, --dtype, --batch",
+                             _gpu, GpuSettings, needs_arch=False))

@@ -8,8 +8,10 @@ experiments; ``resnet18`` and ``mobilenet_v2`` are torchvision's ImageNet networ
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch only where a model is built: table readers need the dataset defaults alone
+    from torch import nn
 
 from haloc_hw.errors import HalocError
 

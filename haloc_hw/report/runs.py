@@ -19,8 +19,8 @@ from haloc_hw.fileio import read_yaml
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES: tuple[str, ...] = ("config.yaml", "ranks.json", "metrics.json")
-HISTORY_PLACES: tuple[str, ...] = ("finetune/history.json", "history.json")
+from haloc_hw.runfolder import (CONFIG_FILE, HISTORY_PLACES, METRICS_FILE, RANKS_FILE, REQUIRED_FILES,  # noqa: F401
+                                 SEARCH_HISTORY_FILE, RunFolder)
 
 
 @dataclass
@@ -49,7 +49,9 @@ class RunRecord:
 
     @property
     def data(self) -> str:
-        return str(self.metrics.get("data") or self.config.get("data") or "?")
+        data = self.config.get("data")
+        named = data.get("name") if isinstance(data, dict) else data  # RunConfig settings, or an older run's name
+        return str(self.metrics.get("data") or self.config.get("dataset") or named or "?")
 
     @property
     def _table_metadata(self) -> dict[str, Any]:
@@ -116,21 +118,22 @@ def load_run(path: str | Path, name: str | None = None) -> RunRecord:
     if not path.is_dir():
         raise HalocError("run folder not found", file=path, key="RUN",
                          fix="pass folders written by 'haloc-hw search' or 'haloc-hw baseline'")
-    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    folder = RunFolder(path)
+    missing = folder.missing()
     if missing:
         raise HalocError(f"run folder lacks {', '.join(missing)}", file=path, key="RUN",
                          fix="finish the run (re-run the same search/baseline command) or leave this folder out")
-    config = read_yaml(path / "config.yaml") or {}
-    ranks = _read_json(path / "ranks.json")
-    metrics = _read_json(path / "metrics.json")
-    for what, obj, keys in (("ranks.json", ranks, ("layers", "metric")), ("metrics.json", metrics, ("top1", "macs"))):
+    config = read_yaml(folder.config) or {}
+    ranks = _read_json(folder.ranks)
+    metrics = _read_json(folder.metrics)
+    for what, obj, keys in ((RANKS_FILE, ranks, ("layers", "metric")), (METRICS_FILE, metrics, ("top1", "macs"))):
         lacking = [k for k in keys if not isinstance(obj, dict) or k not in obj]
         if lacking:
             raise HalocError(f"{what} lacks {', '.join(lacking)}", file=path / what, key=lacking[0],
                              fix="re-run the command that wrote this run folder")
     if not isinstance(config, dict):
-        raise HalocError("config.yaml is not a mapping", file=path / "config.yaml", fix="re-run the command")
-    search_history = _read_json(path / "search_history.json") if (path / "search_history.json").is_file() else None
+        raise HalocError("config.yaml is not a mapping", file=folder.config, fix="re-run the command")
+    search_history = _read_json(folder.search_history) if folder.search_history.is_file() else None
     train_history = None
     for rel in HISTORY_PLACES:
         if (path / rel).is_file():
