@@ -182,8 +182,6 @@ def test_evaluate_refuses_a_deleted_ranks_json(compressed_run: Path, capsys: pyt
     assert main(["evaluate", "--run", str(compressed_run / "model.pt"), *EVALUATE]) == 0  # the model file alone
 
 
-@pytest.mark.xfail(reason="report heatmap defaults to latency_s; the fix belongs to cli/report.py (its owner's branch)",
-                   strict=False)
 def test_report_heatmap_default_metric_works_on_an_eyeriss_table(files: dict[str, Path], tmp_path: Path) -> None:
     assert main(["report", "heatmap", "--table", str(files["cifar"]), "--layer", "layer3.0.conv2",
                  "--out", str(tmp_path / "heat.png")]) == 0

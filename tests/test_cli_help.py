@@ -79,8 +79,6 @@ def test_formatter_rules() -> None:
     assert entries["--eq,"].endswith("equal ranks (default: True)")
 
 
-@pytest.mark.xfail(reason="haloc_hw/cost/gpu.py still registers the gpu backend's --no-cuda-graph; it is renamed "
-                   "to --no-cuda-graphs with the typed backend settings", strict=False)
 def test_one_spelling_of_no_cuda_graphs() -> None:
     spellings = {opt for _, parser in PARSERS for action in parser._actions for opt in action.option_strings
                  if opt.startswith("--no-cuda-graph")}

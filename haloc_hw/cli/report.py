@@ -24,8 +24,8 @@ def _add_heatmap(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--table", required=True, type=Path, metavar="FILE", help="cost table (.sqlite) from 'haloc-hw tables'")
     p.add_argument("--layer", required=True, metavar="NAME", help="layer name as in the table, e.g. layer3.0.conv2")
-    p.add_argument("--metric", default="latency_s", choices=METRICS,
-                   help="what to plot (default latency_s)")  # fmt: skip
+    p.add_argument("--metric", default=None, choices=METRICS,
+                   help="what to plot (default: latency_s for a GPU table, else energy_pJ)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="image to write (.png, .pdf or .svg)")
     p.set_defaults(func=_run_heatmap)
 
@@ -40,7 +40,7 @@ def _run_heatmap(args: argparse.Namespace) -> int:
     r1, r2 = result.best
     print(f"wrote {result.path}: {what}, {result.cells} candidates")
     if result.original is not None:
-        print(f"best ({r1}, {r2}): {result.best_value:.6g} {args.metric}, {result.best_value / result.original:.3f}x the original layer ({result.original:.6g})")
+        print(f"best ({r1}, {r2}): {result.best_value:.6g} {result.metric}, {result.best_value / result.original:.3f}x the original layer ({result.original:.6g})")
     return 0
 
 

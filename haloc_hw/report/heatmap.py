@@ -50,6 +50,7 @@ class HeatmapResult:
     best: tuple[int, int]
     best_value: float
     original: float | None
+    metric: str
 
 
 def _label(metric: str) -> tuple[str, float]:
@@ -191,7 +192,8 @@ def plot_rank_costs(
             fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
     finally:
         plt.close(fig)
-    return HeatmapResult(path=out, kind=kind, cells=len(cells), best=best, best_value=best_value, original=original)
+    return HeatmapResult(path=out, kind=kind, cells=len(cells), best=best, best_value=best_value, original=original,
+                         metric=metric)
 
 
 def layer_grid(table: CostTable, layer: str, metric: str) -> tuple[dict[tuple[int, int], float], float]:
@@ -226,10 +228,17 @@ def _table_subtitle(table: CostTable) -> str:
     return ", ".join(parts)
 
 
-def plot_table_layer(table_path: str | Path, layer: str, out: str | Path, metric: str = "latency_s") -> HeatmapResult:
-    """:func:`plot_rank_costs` for one layer of the cost table file ``table_path``."""
+def default_metric(table: CostTable) -> str:
+    """What a table is mostly read for: latency for a measured GPU table, energy for an accelerator model's."""
+    return "latency_s" if table.metadata.get("backend") == "gpu" else "energy_pJ"
+
+
+def plot_table_layer(table_path: str | Path, layer: str, out: str | Path, metric: str | None = None) -> HeatmapResult:
+    """:func:`plot_rank_costs` for one layer of the cost table file ``table_path`` (``metric``: the
+    table's :func:`default_metric` when not given)."""
     from haloc_hw.cost.table import CostTable
 
     table = CostTable.open(table_path)
+    metric = metric or default_metric(table)
     grid, original = layer_grid(table, layer, metric)
     return plot_rank_costs(grid, original, out, layer=layer, metric=metric, subtitle=_table_subtitle(table))
