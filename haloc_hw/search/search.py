@@ -94,7 +94,7 @@ class SearchConfig:
 
     ``budget`` is a fraction of the original model's cost (``0.5``, ``"50%"``) or an absolute
     value with units (``"150uJ"``, ``"2e6cycles"``, ``"1.5ms"``); see
-    :func:`haloc_hw.search.budget.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
+    :func:`haloc_hw.rankspace.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
     p visibly within a few epochs, as short searches need. ``theta`` > 1 makes the hardware
     factor grow quickly once the expected cost exceeds the budget. ``penalty`` picks the
     hardware factor (:data:`PENALTIES`): with ``"paper"`` the factor's gradient always points
@@ -115,9 +115,9 @@ class SearchConfig:
     architecture step, cycling the validation part (DARTS's alternation; the same thing when
     the split is 50/50). With a 20 % split, ``"per-val-batch"`` makes a quarter of the alpha
     updates per epoch: give it more epochs (or a larger ``lr_alpha``) for p to converge as far.
-    ``decode`` (:data:`~haloc_hw.search.plan.DECODES`): how the final ranks are read from p,
+    ``decode`` (:data:`~haloc_hw.rankspace.DECODES`): how the final ranks are read from p,
     the paper's argmax per layer, the most probable plan just under the budget, or the plan
-    that follows each layer's expected cost (see :mod:`haloc_hw.search.plan`).
+    that follows each layer's expected cost (see :mod:`haloc_hw.rankspace`).
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
     ``cuda_graphs``: on a CUDA device (not under ``torch.distributed``), replay each sampled
