@@ -71,7 +71,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from haloc_hw.cost.metric import BUDGET_FLAGS, REGISTRY, budget_key, get_metric, metric_for_flag
+from haloc_hw.cost.metric import REGISTRY, budget_key, get_metric
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_json_atomic
 from haloc_hw.workload import tucker2_triple

@@ -24,6 +24,7 @@ from haloc_hw.spec.loader import arch_from_dict, load_arch
 from haloc_hw.spec.mapping import Constraints, Directive, Mapping
 from haloc_hw.spec.model import ActionEnergy, EnergyTable
 from haloc_hw.workload import ConvShape, load_problem, problem_yaml
+from conftest import GOLDEN
 
 DATA = Path(__file__).resolve().parent / "data"
 PROBLEMS = DATA / "problems"
@@ -363,7 +364,6 @@ def test_structure_keeps_the_problems_data_space_names(two_level):
 
 # ------------------------------------------------------------------ one statistics type
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
 
 
 @pytest.mark.skipif(not (GOLDEN / "r18_l3").is_dir(), reason="golden Timeloop runs not found")
