@@ -72,7 +72,7 @@ def bench_macs(repeats: int) -> None:
         t_ours, macs_ours = median_seconds(ours, repeats)
         t_lib, macs_lib = median_seconds(library, repeats)
         row(f"MACs {name}", t_ours, t_lib,
-            f"ours {macs_ours:,} vs {macs_lib:,} ({macs_ours / macs_lib - 1:+.3%}: library counts only conv/matmul FLOPs)")
+            f"MACs ours {macs_ours:,} vs {macs_lib:,} ({macs_ours / macs_lib - 1:+.3%})")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

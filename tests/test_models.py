@@ -138,3 +138,15 @@ def test_a_registered_builder_is_listed_and_built(tmp_path, monkeypatch):
         sys.modules.pop("extra_models_for_test", None)
         registry._BUILDERS.pop("tiny_linear", None)
         registry._DATASETS.pop("tiny_linear", None)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_extracted_macs_equal_torch_flop_counter(name):
+    """extract_shapes' per-layer MACs add up to what torch's FlopCounterMode counts (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(name).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    assert sum(layer.shape.macs for layer in extract_shapes(model, (3, 32, 32))) * 2 == counter.get_total_flops()
