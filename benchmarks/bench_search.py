@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from haloc_hw.data import build_data  # noqa: E402
 from haloc_hw.models import build_model  # noqa: E402
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet  # noqa: E402
-from haloc_hw.search.budget import MacsCosts  # noqa: E402
+from haloc_hw.rankspace import MacsCosts  # noqa: E402
 from haloc_hw.search.search import ARCH_STEPS  # noqa: E402
 from haloc_hw.workload import extract_shapes  # noqa: E402
 

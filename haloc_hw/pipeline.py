@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from haloc_hw.cost.base import METRICS
+from haloc_hw.cost.metric import METRICS
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256, write_json_atomic, write_yaml_atomic
 from haloc_hw.runfolder import RunFolder
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
 
 DEMO_SUBSET = 1000
-# Budget when no --budget-* flag is given: a fraction of the original model's table cost.
-# 0.7 leaves the search a real choice on ResNet-20 at Eyeriss energy, whose cheapest ranks
-# reach about 0.47 (the 16-channel layers barely shrink at rank 8).
-DEFAULT_BUDGET = "0.7"
-BUDGET_KINDS = ("energy", "cycles", "latency", "edp")
 
 
 # ---------------------------------------------------------------------------------------
@@ -57,12 +52,11 @@ def validate_run(cfg: RunConfig) -> None:
     """
     from haloc_hw.cost.build import check_backend, resolve_arch
     from haloc_hw.cost.table import CostTable
-    from haloc_hw.models import MODEL_NAMES
+    from haloc_hw.models.registry import check_model_name
 
     folder = RunFolder(cfg.out)
     folder.check_writable()
-    if cfg.model not in MODEL_NAMES:
-        raise HalocError(f"unknown model '{cfg.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+    check_model_name(cfg.model)
     for key, value in (("--batch", cfg.data.batch), ("--subset", cfg.data.subset), ("--jobs", cfg.cost.jobs),
                        ("--step", cfg.cost.step)):
         if value is not None and value < 1:
@@ -463,7 +457,7 @@ def finish_run(out: Path, *, base: Any, compressed: Any, data: Any, table: Any, 
                progress: bool = True, budget_text: str | None = None,
                extra_metrics: Mapping[str, Any] | None = None,
                distill: tuple[float, float] | None = None) -> dict[str, Any]:
-    """From a :class:`~haloc_hw.search.plan.RankPlan` and its compressed model to a finished run folder.
+    """From a :class:`~haloc_hw.rankspace.RankPlan` and its compressed model to a finished run folder.
 
     Fine-tunes ``compressed`` into ``out/finetune`` (resumed when its checkpoint exists),
     evaluates both models on the test split, counts MACs and parameters, writes

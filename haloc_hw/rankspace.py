@@ -71,28 +71,14 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from haloc_hw.cost.metric import REGISTRY, budget_key, get_metric
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_json_atomic
 from haloc_hw.workload import tucker2_triple
 
+#: One rank choice of a Tucker-2 layer: (r1, r2), the output- and input-channel ranks (see tucker2_triple).
 Rank = tuple[int, int]
 
-#: ``--budget-X`` flag suffix -> table metric.
-BUDGET_FLAGS: dict[str, str] = {
-    "energy": "energy_pJ",
-    "cycles": "cycles",
-    "latency": "latency_s",
-    "edp": "edp",
-}
-
-# Unit (lower-case, spaces removed) -> factor to the metric's base unit.
-_UNITS: dict[str, dict[str, float]] = {
-    "energy_pJ": {"pj": 1.0, "nj": 1e3, "uj": 1e6, "µj": 1e6, "mj": 1e9, "j": 1e12},
-    "cycles": {"cycles": 1.0, "cycle": 1.0, "cyc": 1.0},
-    "latency_s": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
-    "edp": {"pj*cycles": 1.0, "pjcycles": 1.0, "pj*cycle": 1.0, "pj.cycles": 1.0},
-}
-_BASE_UNIT = {"energy_pJ": "pJ", "cycles": "cycles", "latency_s": "s", "edp": "pJ*cycles"}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
 
 
@@ -170,22 +156,8 @@ class CostRange:
 
 def format_cost(value: float, metric: str) -> str:
     """Human-readable value with the metric's base unit."""
-    return f"{value:.4g} {_BASE_UNIT.get(metric, '')}".rstrip()
-
-
-def budget_key(metric: str) -> str:
-    """The option naming a budget of ``metric`` in error messages (``energy_pJ`` -> ``budget-energy``)."""
-    return "budget-" + next((k for k, v in BUDGET_FLAGS.items() if v == metric), metric)
-
-
-def metric_for_flag(flag: str) -> str:
-    """``energy`` -> ``energy_pJ`` etc.; unknown names raise :class:`HalocError`."""
-    try:
-        return BUDGET_FLAGS[flag]
-    except KeyError:
-        raise HalocError(
-            f"unknown budget kind '{flag}'", key="budget", fix=f"use one of --budget-{', --budget-'.join(BUDGET_FLAGS)}"
-        ) from None
+    found = REGISTRY.get(metric)
+    return found.format(value) if found else f"{value:.4g}"
 
 
 def parse_budget(text: str | float, metric: str) -> Budget:
@@ -195,14 +167,13 @@ def parse_budget(text: str | float, metric: str) -> Budget:
     ``3e6pJ`` (energy), ``2e6cycles`` / ``2e6`` (cycles), ``1.5ms`` / ``200us`` (latency),
     ``4e12pJ*cycles`` (EDP) are absolute.
     """
-    if metric not in _UNITS:
-        raise HalocError(f"unknown metric '{metric}'", key="metric", fix=f"use one of {', '.join(_UNITS)}")
+    spec = get_metric(metric)
     key = budget_key(metric)
     raw = str(text)
     match = _NUMBER.match(raw)
     if not match:
         raise HalocError(
-            f"cannot read budget '{raw}'", key=key, fix=f"write a fraction like 0.3 or 30%, or a value like 150{_BASE_UNIT[metric]}"
+            f"cannot read budget '{raw}'", key=key, fix=f"write a fraction like 0.3 or 30%, or a value like 150{spec.unit}"
         )
     number = float(match.group(1))
     unit = match.group(2).replace(" ", "").lower()
@@ -212,7 +183,7 @@ def parse_budget(text: str | float, metric: str) -> Budget:
         return Budget(metric, number / 100.0, True, raw)
     if unit == "":
         return Budget(metric, number, number <= 1.0, raw)
-    factors = _UNITS[metric]
+    factors = spec.units
     if unit not in factors:
         known = ", ".join(sorted({u for u in factors if u.isascii()}))
         raise HalocError(f"unknown unit '{match.group(2)}' in budget '{raw}'", key=key, fix=f"use one of: {known}, or %")
@@ -250,12 +221,12 @@ def check_table(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], met
 
 def components(metric: str) -> tuple[str, ...]:
     """Additive metrics a model total is built from: EDP = (total energy) x (total cycles), not a sum of EDPs."""
-    return ("energy_pJ", "cycles") if metric == "edp" else (metric,)
+    return get_metric(metric).components
 
 
 def combine(totals: Sequence[float], metric: str) -> float:
     """Model total of ``metric`` from the per-component totals of :func:`components`."""
-    return float(math.prod(totals)) if metric == "edp" else float(totals[0])
+    return float(get_metric(metric).combine(list(totals)))
 
 
 def candidate_vectors(costs: CostLookup, candidates: Mapping[str, Sequence[Rank]], metric: str) -> dict[str, list[list[float]]]:

@@ -30,7 +30,11 @@ PROBLEM_DIMS: tuple[str, ...] = ("C", "M", "R", "S", "N", "P", "Q")
 GROUPED_PROBLEM_DIMS: tuple[str, ...] = ("G", "C", "M", "R", "S", "N", "P", "Q")
 COEFFICIENTS: tuple[str, ...] = ("Wstride", "Hstride", "Wdilation", "Hdilation")
 DIALECTS: tuple[str, ...] = ("v3", "v4")
-ROLES: tuple[str, ...] = ("original", "in", "core", "out")
+#: The slots of a layer in a cost table: the original layer, the three convolutions of a Tucker-2
+#: triple (input projection, core, output projection), and the triple timed as one block.
+ROLES: tuple[str, ...] = ("original", "in", "core", "out", "fused")
+#: The Tucker-2 sub-convolutions, in the order :func:`tucker2_triple` returns them.
+SUB_ROLES: tuple[str, ...] = ("in", "core", "out")
 
 # Smallest channel count of a layer that is worth decomposing (see LayerInfo.decomposable).
 MIN_DECOMPOSE_CHANNELS = 16

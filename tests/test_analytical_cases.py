@@ -21,9 +21,9 @@ from haloc_hw.spec.constraints import load_mapping
 from haloc_hw.spec.energy import load_energy_table
 from haloc_hw.spec.loader import load_arch
 from haloc_hw.workload import load_problem
+from conftest import GOLDEN, golden_cases
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
-CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else []
+CASES = golden_cases()
 pytestmark = pytest.mark.skipif(not CASES, reason=f"golden Timeloop runs not found at {GOLDEN}")
 
 FIELDS = {

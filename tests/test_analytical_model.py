@@ -12,7 +12,6 @@ import json
 import math
 import dataclasses
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +27,8 @@ from haloc_hw.spec.loader import arch_from_dict
 from haloc_hw.spec.mapping import Directive, Mapping
 from haloc_hw.spec.model import DATA_SPACES, ActionEnergy, EnergyTable
 from haloc_hw.workload import ConvShape
+from conftest import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
 
 TINY_DOC = {
     "architecture": {

@@ -11,7 +11,7 @@ from haloc_hw.baselines import METHODS, allocate, estimate_layer_ranks, evbmf, g
 from haloc_hw.baselines.uniform import choice_at_fraction, rank_fraction
 from haloc_hw.errors import HalocError
 from haloc_hw.search import RankPlan, parse_budget
-from test_search_support import CANDIDATES, DictCosts, tiny_model
+from conftest import CANDIDATES, DictCosts, tiny_model
 
 CHANNELS = {"conv1": (8, 3), "conv2": (16, 8), "conv3": (16, 16)}
 

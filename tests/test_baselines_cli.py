@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -12,8 +11,8 @@ from haloc_hw.cli import main
 from haloc_hw.cost.table import CostTable
 from haloc_hw.export import load_compressed
 from haloc_hw.search import RankPlan
+from conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--model", "resnet20", "--data", "synthetic", "--subset", "24", "--batch", "12", "--epochs-base", "1",
           "--epochs-finetune", "1", "--no-onnx", "--no-progress", "--backend", "fake", "--jobs", "1", "--device", "cpu",
           "--arch", str(ROOT / "arch" / "eyeriss.yaml")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from haloc_hw.errors import HalocError
-from haloc_hw.search.budget import check_table, cost_range, metric_for_flag, parse_budget, resolve_budget
-from test_search_support import CANDIDATES, DictCosts
+from haloc_hw.cost.metric import metric_for_flag
+from haloc_hw.rankspace import check_table, cost_range, parse_budget, resolve_budget
+from conftest import CANDIDATES, DictCosts
 
 
 @pytest.mark.parametrize(

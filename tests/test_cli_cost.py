@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,9 +13,8 @@ from haloc_hw.spec.constraints import load_mapping
 from haloc_hw.spec.energy import load_energy_table
 from haloc_hw.spec.loader import load_arch
 from haloc_hw.workload import load_problem
+from conftest import GOLDEN, REPO
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden Timeloop runs not found at {GOLDEN}")
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _imports_torch(argv: list[str]) -> tuple[bool, int]:

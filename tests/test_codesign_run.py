@@ -11,8 +11,8 @@ import pytest
 from haloc_hw.codesign import OBJECTIVES, CodesignConfig, run
 from haloc_hw.codesign.space import space_from_dict
 from haloc_hw.errors import HalocError
+from conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _space(tmp: Path, variables=None, **extra):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,8 +9,8 @@ from haloc_hw.codesign.design_point import price_point
 from haloc_hw.codesign.space import enumerate_points, load_space, space_from_dict
 from haloc_hw.errors import HalocError
 from haloc_hw.spec import load_arch
+from conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EYERISS_TOP = ROOT / "arch" / "eyeriss_space" / "top.yaml.jinja2"
 WS_TOP = ROOT / "arch" / "ws_array" / "top.yaml.jinja2"
 

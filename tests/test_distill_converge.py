@@ -13,7 +13,7 @@ from torch import nn
 from haloc_hw.errors import HalocError
 from haloc_hw.search.search import SearchConfig, converged, normalised_entropy, tau_at
 from haloc_hw.train import TrainConfig, distill_loss, parse_distill, train
-from test_search_support import run_tiny_search
+from conftest import run_tiny_search
 
 
 def _data(classes: int = 3, n: int = 32) -> SimpleNamespace:

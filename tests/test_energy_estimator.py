@@ -20,8 +20,8 @@ from haloc_hw.errors import HalocError
 from haloc_hw.spec import load_arch
 from haloc_hw.spec.design import load_design
 from haloc_hw.spec.energy import load_energy_table
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EYERISS = REPO / "arch" / "eyeriss.yaml"
 
 

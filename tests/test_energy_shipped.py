@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
 from haloc_hw.energy import estimate_design
 from haloc_hw.spec.design import load_design
 from haloc_hw.spec.energy import read_ert
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("folder", [REPO / "arch", REPO / "haloc_hw" / "data" / "arch"])

@@ -14,12 +14,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.export import MODEL_FILE, ONNX_FILE, load_compressed, read_model_file, save_run_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread
 
 
 class Net(nn.Module):

@@ -15,8 +15,8 @@ from haloc_hw.errors import HalocError
 from haloc_hw.models import build_model
 from haloc_hw.report.heatmap import layer_grid, plot_rank_costs
 from haloc_hw.workload import extract_shapes
+from conftest import PNG_MAGIC
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def png_size(path: Path) -> tuple[int, int]:

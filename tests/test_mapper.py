@@ -12,7 +12,6 @@ import dataclasses
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,11 +29,10 @@ from haloc_hw.spec.model import Architecture
 from haloc_hw.spec.loader import load_arch
 from haloc_hw.spec.shipped import default_ert_path
 from haloc_hw.workload import ConvShape, load_problem
+from conftest import GOLDEN, REPO, golden_cases
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
-CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else []
+CASES = golden_cases()
 needs_golden = pytest.mark.skipif(not CASES, reason=f"golden Timeloop runs not found at {GOLDEN}")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -99,3 +99,54 @@ def test_default_dataset_reads_names_like_build_model():
     assert default_dataset("ResNet18") == "imagenet"
     with pytest.raises(HalocError, match="model"):
         default_dataset("lenet")
+
+
+def test_model_names_are_read_without_torch_and_match_the_registered_builders():
+    import subprocess
+    import sys
+
+    code = ("import sys; from haloc_hw.models import MODEL_NAMES, IMAGENET_MODELS, default_dataset; "
+            "print(','.join(MODEL_NAMES), ','.join(IMAGENET_MODELS), default_dataset('resnet18'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["resnet20,vgg16,resnet18,mobilenet_v2", "resnet18,mobilenet_v2", "imagenet", "False"]
+    from haloc_hw.models import registry
+
+    for name in MODEL_NAMES:
+        build_model(name)
+    assert registry.registered() == {e.name: e.dataset for e in registry.model_entries()}
+
+
+def test_a_registered_builder_is_listed_and_built(tmp_path, monkeypatch):
+    import sys
+
+    from haloc_hw.models import registry
+
+    (tmp_path / "extra_models_for_test.py").write_text(
+        "from torch import nn\nfrom haloc_hw.models.registry import register_model\n\n\n"
+        "@register_model(dataset='imagenet')\ndef tiny_linear(num_classes=10, in_channels=3):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "BUILDER_MODULES", (*registry.BUILDER_MODULES, "extra_models_for_test"))
+    registry.model_entries.cache_clear()
+    try:
+        assert registry.model_names()[-1] == "tiny_linear"
+        assert default_dataset("tiny-linear") == "imagenet"
+        assert isinstance(build_model("tiny_linear", num_classes=4), nn.Sequential)
+    finally:
+        registry.model_entries.cache_clear()
+        sys.modules.pop("extra_models_for_test", None)
+        registry._BUILDERS.pop("tiny_linear", None)
+        registry._DATASETS.pop("tiny_linear", None)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_extracted_macs_equal_torch_flop_counter(name):
+    """extract_shapes' per-layer MACs add up to what torch's FlopCounterMode counts (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(name).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    assert sum(layer.shape.macs for layer in extract_shapes(model, (3, 32, 32))) * 2 == counter.get_total_flops()

@@ -10,7 +10,7 @@ import torch
 
 from haloc_hw.errors import HalocError
 from haloc_hw.search import RankPlan, make_plan
-from test_search_support import run_tiny_search
+from conftest import run_tiny_search
 
 
 def _instance(seed: int, layers: int = 4, width: int = 4):

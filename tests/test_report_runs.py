@@ -12,9 +12,9 @@ from haloc_hw.cli import build_parser, main
 from haloc_hw.errors import HalocError
 from haloc_hw.report.markdown import comparison_rows, write_report
 from haloc_hw.report.runs import load_run, load_runs, pareto_indices
+from conftest import PNG_MAGIC
 
 LAYERS = ["conv1", "layer1.conv", "layer2.conv"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(folder: Path, *, method: str = "haloc", model: str = "resnet20", data: str = "synthetic",

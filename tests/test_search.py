@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ import torch
 from haloc_hw.errors import HalocError
 from haloc_hw.search import RankPlan, make_plan
 from haloc_hw.search.search import CHECKPOINT_NAME
-from test_search_support import CANDIDATES, HERE, DictCosts, run_tiny_search, tiny_data
+from conftest import CANDIDATES, HERE, DictCosts, run_tiny_search, tiny_data
 
 
 def _alphas(supernet):

@@ -11,7 +11,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.search import Supernet
 from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.search import _arch_steps_after
-from test_search_support import CANDIDATES, DictCosts, run_tiny_search, tiny_config, tiny_data, tiny_model
+from conftest import CANDIDATES, DictCosts, run_tiny_search, tiny_config, tiny_data, tiny_model
 
 # layers with 1, 2 and 4 candidates, so the padding is exercised
 UNEVEN = {"conv1": [(2, 2)], "conv2": [(4, 4), (8, 8)], "conv3": [(4, 4), (8, 8), (12, 12), (16, 16)]}

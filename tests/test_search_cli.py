@@ -124,7 +124,7 @@ def test_search_option_choices_follow_the_search_config():
     import argparse
 
     from haloc_hw.cli.options import add_search_options as add_search_arguments
-    from haloc_hw.search.plan import DECODES
+    from haloc_hw.rankspace import DECODES
     from haloc_hw.search.search import ARCH_STEPS, PENALTIES
 
     parser = argparse.ArgumentParser()

@@ -18,7 +18,7 @@ from haloc_hw.data import build_data
 from haloc_hw.decompose import rank_candidates
 from haloc_hw.models import build_model
 from haloc_hw.search import HalocSearch, SearchConfig, Supernet
-from haloc_hw.search.budget import MacsCosts
+from haloc_hw.rankspace import MacsCosts
 from haloc_hw.search.graphs import LayerReplay
 from haloc_hw.workload import extract_shapes
 

@@ -17,11 +17,10 @@ from haloc_hw.spec import load_arch, load_energy_table, load_mapping
 from haloc_hw.spec.constraints import mapping_from_entries
 from haloc_hw.spec.design import load_design, parse_set_values
 from haloc_hw.workload import load_problem
+from conftest import GOLDEN, REPO
 
 DATA = Path(__file__).parent / "data" / "frontend_v04"
 TOP = DATA / "top.yaml.jinja2"
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -5,14 +5,13 @@ load (and the mapping must write back to exactly the golden form)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from haloc_hw.spec import load_arch, load_constraints, load_energy_table, load_mapping, mapping_to_yaml
+from conftest import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
 CASES = sorted(p.parent.parent.name for p in GOLDEN.glob("*/model/timeloop-model.stats.txt")) if GOLDEN.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not CASES, reason=f"golden Timeloop runs not found at {GOLDEN}")

@@ -22,8 +22,8 @@ from haloc_hw.spec.shipped import (
     resolve_spec_path,
     shipped_files,
 )
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO.parent / "shared" / "timeloop-golden" / "r18_l1"
 needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden Timeloop runs not found at {GOLDEN}")
 ARCHES = ["eyeriss", "eyeriss_16x16"]

@@ -9,9 +9,9 @@ import pytest
 
 from haloc_hw.cost.stats_parser import parse_stats
 from haloc_hw.errors import HalocError
+from conftest import GOLDEN, golden_cases
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
-CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "summary.json").is_file()) if GOLDEN.is_dir() else []
+CASES = golden_cases("summary.json")
 needs_golden = pytest.mark.skipif(not CASES, reason=f"golden Timeloop runs not found at {GOLDEN}")
 
 

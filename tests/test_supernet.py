@@ -10,7 +10,7 @@ from torch import nn
 
 from haloc_hw.errors import HalocError
 from haloc_hw.search import RankChoiceConv, Supernet
-from test_search_support import CANDIDATES, tiny_model
+from conftest import CANDIDATES, tiny_model
 
 
 def full_rank_candidates():

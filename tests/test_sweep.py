@@ -14,8 +14,8 @@ from haloc_hw.cost.backends import BackendSpec
 from haloc_hw.errors import HalocError
 from haloc_hw.sweep import SweepEntry, mark_pareto, parse_methods
 from fake_cost_backend import FakeBackend
+from conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from haloc_hw.cost.table import build_table
 from haloc_hw.errors import HalocError
 from haloc_hw.workload import ConvShape, LayerInfo
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
+from conftest import GOLDEN
+
 CASE = GOLDEN / "r20_s1"
 pytestmark = pytest.mark.skipif(not CASE.is_dir(), reason=f"golden Timeloop runs not found at {GOLDEN}")
 

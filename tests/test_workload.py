@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +19,8 @@ from haloc_hw.workload import (
     to_timeloop_problem,
     tucker2_triple,
 )
+from conftest import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "timeloop-golden"
 needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden Timeloop runs not found at {GOLDEN}")
 
 

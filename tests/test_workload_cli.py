@@ -15,8 +15,8 @@ from haloc_hw.decompose import rank_candidates
 from haloc_hw.errors import HalocError
 from haloc_hw.models import build_model
 from haloc_hw.workload import ConvShape, extract_shapes, load_problem, tucker2_triple
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {
     "resnet18": ["--model", "resnet18", "--input-size", "3,224,224", "--batch", "1", "--dialect", "v3"],
     "resnet20": ["--model", "resnet20", "--input-size", "3,32,32", "--batch", "1", "--dialect", "v3"],

@@ -19,11 +19,9 @@ from haloc_hw.baselines.greedy import candidate_errors, greedy_ranks
 from haloc_hw.baselines.uniform import uniform_ranks
 from haloc_hw.baselines.vbmf import EVBMFResult, estimate_layer_ranks, evbmf, vbmf_ranks
 from haloc_hw.errors import HalocError
-from haloc_hw.rankspace import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup, Rank
 
 METHODS: tuple[str, ...] = ("uniform", "vbmf", "greedy", "alds")
-
-Rank = tuple[int, int]
 
 
 def conv_weights(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:

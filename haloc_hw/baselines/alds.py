@@ -24,8 +24,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from haloc_hw.baselines.common import BaselineResult, Problem, Rank
-from haloc_hw.rankspace import Budget, CostLookup, combine
+from haloc_hw.baselines.common import BaselineResult, Problem
+from haloc_hw.rankspace import Budget, CostLookup, Rank, combine
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.rankspace import (
     Budget,
     CostLookup,
+    Rank,
     RankPlan,
     budget_key,
     candidate_vectors,
@@ -35,8 +36,6 @@ from haloc_hw.rankspace import (
 )
 
 log = logging.getLogger(__name__)
-
-Rank = tuple[int, int]
 
 
 @dataclass

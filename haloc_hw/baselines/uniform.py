@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping, Sequence
 
-from haloc_hw.baselines.common import BaselineResult, Problem, Rank
-from haloc_hw.rankspace import Budget, CostLookup
+from haloc_hw.baselines.common import BaselineResult, Problem
+from haloc_hw.rankspace import Budget, CostLookup, Rank
 
 log = logging.getLogger(__name__)
 

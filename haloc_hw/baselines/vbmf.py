@@ -37,9 +37,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from haloc_hw.baselines.common import BaselineResult, Problem, Rank
+from haloc_hw.baselines.common import BaselineResult, Problem
 from haloc_hw.errors import HalocError
-from haloc_hw.rankspace import Budget, CostLookup
+from haloc_hw.rankspace import Budget, CostLookup, Rank
 
 log = logging.getLogger(__name__)
 

@@ -51,13 +51,16 @@ def register(subparsers: Any) -> None:
 def config_from_args(args: argparse.Namespace) -> Any:
     """The typed :class:`~haloc_hw.codesign.config.CodesignConfig` of the parsed options."""
     from haloc_hw.codesign.config import CodesignConfig
+    from haloc_hw.settings import DEFAULT_BUDGET
     from haloc_hw.errors import HalocError
+
+    from haloc_hw.cost.metric import metric_for_flag
 
     given = [(k, getattr(args, f"budget_{k}")) for k in ("energy", "cycles", "edp") if getattr(args, f"budget_{k}")]
     if len(given) > 1:
         raise HalocError("more than one budget given", key="--budget", fix="give one --budget-* flag")
-    kind, text = given[0] if given else ("energy", "0.7")
-    metric = {"energy": "energy_pJ", "cycles": "cycles", "edp": "edp"}[kind]
+    kind, text = given[0] if given else ("energy", DEFAULT_BUDGET)
+    metric = metric_for_flag(kind)
     return CodesignConfig(
         out=args.out, model=args.model, data=args.data, data_root=args.data_root, subset=args.subset, base=args.base,
         budget=str(text), metric=metric, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

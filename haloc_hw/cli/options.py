@@ -16,13 +16,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterable
 
-from haloc_hw.cost.base import METRICS as METRIC_NAMES
+from haloc_hw.cost.metric import BUDGET_FLAGS
+from haloc_hw.cost.metric import METRICS as METRIC_NAMES
 from haloc_hw.errors import HalocError
-from haloc_hw.settings import (CLI_KEY, DataSettings, Recipe, RunConfig, SearchSettings, TableSettings,
+from haloc_hw.settings import (CLI_KEY, DEFAULT_BUDGET, DataSettings, Recipe, RunConfig, SearchSettings, TableSettings,
                                settings_from_mapping)
 
-DEFAULT_BUDGET = "0.7"  # the same as haloc_hw.pipeline.DEFAULT_BUDGET (kept here: the parser must not import the pipeline)
-BUDGET_KINDS: tuple[str, ...] = ("energy", "cycles", "latency", "edp")
+BUDGET_KINDS: tuple[str, ...] = tuple(BUDGET_FLAGS)
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 DECODES: tuple[str, ...] = ("argmax", "budget", "expected")
 PENALTIES: tuple[str, ...] = ("paper", "hinge")
@@ -193,7 +193,8 @@ def budget_from_args(args: argparse.Namespace) -> Any:
     At most one budget flag; ``--metric`` must agree with it. Without a flag the budget is
     :data:`DEFAULT_BUDGET` of ``--metric`` (energy by default).
     """
-    from haloc_hw.rankspace import metric_for_flag, parse_budget
+    from haloc_hw.cost.metric import metric_for_flag
+    from haloc_hw.rankspace import parse_budget
 
     given = [(k, getattr(args, f"budget_{k}")) for k in BUDGET_KINDS if getattr(args, f"budget_{k}", None) is not None]
     if len(given) > 1:

@@ -14,7 +14,7 @@ from haloc_hw.errors import HalocError
 
 
 def _add_heatmap(sub: argparse._SubParsersAction) -> None:
-    from haloc_hw.cost.base import METRICS
+    from haloc_hw.cost.metric import METRICS
 
     p = sub.add_parser(
         "heatmap",

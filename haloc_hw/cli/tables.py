@@ -29,7 +29,7 @@ from haloc_hw.errors import HalocError
 def register(subparsers: Any) -> None:
     from haloc_hw.cli.options import HelpFormatter, add_backend_options
     from haloc_hw.cost.backends import available_backends
-    from haloc_hw.cost.table import TABLE_METRICS
+    from haloc_hw.cost.metric import METRICS
 
     p = subparsers.add_parser(
         "tables",
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel local jobs (default: one per CPU core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the jobs on a Dask scheduler (tcp://host:8786)")
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the Dask scheduler")
-    p.add_argument("--metric", default=None, choices=TABLE_METRICS,
+    p.add_argument("--metric", default=None, choices=METRICS,
                    help="metric of the printed best/worst summary (default: cycles, or latency_s)")  # fmt: skip
     p.add_argument("--strict", action="store_true",
                    help="fail if any candidate cannot be evaluated (default: drop such candidates with a warning;"

@@ -154,11 +154,10 @@ def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from haloc_hw.models import MODEL_NAMES, default_dataset, default_input_size, default_num_classes
+    from haloc_hw.models import default_dataset, default_input_size, default_num_classes
+    from haloc_hw.models.registry import check_model_name
 
-    model = args.model.lower().replace("-", "_")
-    if model not in MODEL_NAMES:
-        raise HalocError(f"unknown model '{args.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+    model = check_model_name(args.model).name
     dataset = args.dataset or default_dataset(model)
     size = parse_input_size(args.input_size) if args.input_size is not None else default_input_size(model, dataset)
     if args.step is not None and args.step < 1:

@@ -49,12 +49,11 @@ class CodesignConfig:
 
     def validate(self) -> None:
         from haloc_hw.codesign.evaluate import CHEAP_METHODS
-        from haloc_hw.cost.base import METRICS
-        from haloc_hw.models import MODEL_NAMES
+        from haloc_hw.cost.metric import METRICS
+        from haloc_hw.models.registry import check_model_name
         from haloc_hw.rankspace import parse_budget
 
-        if self.model not in MODEL_NAMES:
-            raise HalocError(f"unknown model '{self.model}'", key="--model", fix=f"use one of {', '.join(MODEL_NAMES)}")
+        check_model_name(self.model)
         bad = [m for m in self.methods if m not in CHEAP_METHODS]
         if bad or not self.methods:
             raise HalocError(f"unknown allocator(s) {', '.join(bad) or '(none)'}", key="--methods",

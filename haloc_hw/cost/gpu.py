@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from haloc_hw.cost.base import Cost
+from haloc_hw.cost.base import Cost, make_breakdown
 from haloc_hw.cost.timing import TimingStats, check_count, time_cpu, time_cuda, time_cuda_graph
 from haloc_hw.errors import HalocError
 from haloc_hw.workload import ConvShape
@@ -428,13 +428,8 @@ class GpuCostModel:
                 log.warning("%s: out of memory at batch %d, retrying at batch %d", job.label, batch, batch // 2)
                 batch //= 2
         scale = job.batch / batch
-        breakdown: dict[str, Any] = {
-            **stats.as_breakdown(),
-            "batch": batch,
-            "dtype": self.dtype,
-            "memory_format": self.memory_format,
-            "device": self.device,
-        }
+        breakdown = make_breakdown(**stats.as_breakdown(), batch=batch, dtype=self.dtype,
+                                   memory_format=self.memory_format, device=self.device)
         if batch != job.batch:
             # Latency at the requested batch is estimated linearly from the smaller one,
             # so a table does not make an out-of-memory layer look cheap.

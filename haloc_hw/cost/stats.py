@@ -69,6 +69,3 @@ class LevelStats:
             return self.total_energy_pJ
         return float(sum(d.energy_pJ for d in self.dataspaces.values())) + self.leak_pJ
 
-
-# The parser's historical spelling.
-DataspaceStats = DataSpaceStats

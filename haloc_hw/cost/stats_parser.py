@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from haloc_hw.cost.stats import DataSpaceStats, DataspaceStats, LevelSpecs, LevelStats
+from haloc_hw.cost.stats import DataSpaceStats, LevelSpecs, LevelStats
 from haloc_hw.errors import HalocError
 
-__all__ = ["DataSpaceStats", "DataspaceStats", "LevelSpecs", "LevelStats", "TimeloopStats", "parse_stats"]
+__all__ = ["TimeloopStats", "parse_stats"]
 
 _LEVEL_RE = re.compile(r"^Level (\d+)\s*$")
 _NAME_RE = re.compile(r"^=== (.+) ===\s*$")
@@ -153,7 +153,7 @@ def parse_stats(path_or_text: str | Path) -> TimeloopStats:
         )
         spaces = {}
         for ds, raw in cur["spaces"].items():
-            spaces[ds] = DataspaceStats(
+            spaces[ds] = DataSpaceStats(
                 reads=_int(raw.get("scalar reads (per-instance)")) or 0,
                 updates=_int(raw.get("scalar updates (per-instance)")) or 0,
                 fills=_int(raw.get("scalar fills (per-instance)")) or 0,

@@ -58,23 +58,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from haloc_hw import __version__ as haloc_version
-from haloc_hw.cost.base import METRICS, Cost, CostModel
+from haloc_hw.cost.base import Cost, CostModel
+from haloc_hw.cost.metric import METRICS, get_metric
 from haloc_hw.cost.executors import Executor, SerialExecutor
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import write_text_atomic
-from haloc_hw.workload import ConvShape, LayerInfo
+from haloc_hw.workload import ROLES, SUB_ROLES, ConvShape, LayerInfo
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x484C4354  # "HLCT": marks a file as a haloc-hw cost table
-ROLES: tuple[str, ...] = ("original", "in", "core", "out", "fused")
-SUB_ROLES: tuple[str, ...] = ("in", "core", "out")
 CSV_COLUMNS: tuple[str, ...] = ("layer", "role", "r1", "r2", "cycles", "energy_pJ", "latency_s", "utilization", "backend")
 SHAPE_FIELDS: tuple[str, ...] = (
     "G", "C", "M", "R", "S", "N", "P", "Q", "Wstride", "Hstride", "Wdilation", "Hdilation",
 )  # fmt: skip
-TABLE_METRICS: tuple[str, ...] = METRICS  # edp included: summed energy x summed cycles
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
@@ -454,14 +452,13 @@ class CostTable:
 
     @staticmethod
     def _check_metric(metric: str) -> None:
-        if metric not in TABLE_METRICS:
-            raise HalocError(f"unknown metric '{metric}'", key="metric", fix=f"use one of {', '.join(TABLE_METRICS)}")
+        get_metric(metric)
 
     @staticmethod
     def _combine(costs: Sequence[Cost], metric: str) -> float:
-        if metric == "edp":
-            return sum(c.metric("energy_pJ") for c in costs) * sum(c.metric("cycles") for c in costs)
-        return float(sum(c.metric(metric) for c in costs))
+        """Sum each component over ``costs``, then combine them (EDP: summed energy x summed cycles)."""
+        m = get_metric(metric)
+        return float(m.combine([sum(c.metric(comp) for c in costs) for comp in m.components]))
 
     def candidate_costs(self, layer: str, r1: int, r2: int) -> list[Cost]:
         """The costs a candidate is made of: ``[fused]`` if measured, else ``[in, core, out]``."""

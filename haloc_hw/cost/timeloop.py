@@ -45,7 +45,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from haloc_hw.cost.base import Cost
+from haloc_hw.cost.base import Cost, make_breakdown
 from haloc_hw.cost.stats_parser import TimeloopStats, parse_stats
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import file_sha256, read_yaml, write_text_atomic
@@ -314,13 +314,13 @@ class TimeloopCostModel:
             energy_pJ=stats.energy_pJ,
             latency_s=latency,
             utilization=stats.utilization,
-            breakdown={
-                "computes": stats.computes,
-                "per_compute_fJ": stats.per_compute_fJ,
-                "ert_source": self.ert_source,
+            breakdown=make_breakdown(
+                computes=stats.computes,
+                per_compute_fJ=stats.per_compute_fJ,
+                ert_source=self.ert_source,
                 **{name: round(value, 3) for name, value in seconds.items()},
-                "job_dir": str(final),
-            },
+                job_dir=str(final),
+            ),
         )
 
     def _run_job(self, shape: ConvShape, work: Path) -> tuple[TimeloopStats, dict[str, float]]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from haloc_hw.errors import HalocError
-from haloc_hw.workload import ROLES, ConvShape, LayerInfo, tucker2_triple
+from haloc_hw.workload import SUB_ROLES, ConvShape, LayerInfo, tucker2_triple
 
 
 def default_step(in_channels: int, out_channels: int) -> int:
@@ -112,6 +112,6 @@ def candidate_workloads(
         if not layer.decomposable:
             continue
         for r1, r2 in rank_candidates(layer.shape, step=step, equal=equal, max_macs_ratio=max_macs_ratio, include_full=include_full):
-            for role, sub in zip(ROLES[1:], tucker2_triple(layer.shape, r1, r2)):
+            for role, sub in zip(SUB_ROLES, tucker2_triple(layer.shape, r1, r2)):
                 rows.append(WorkloadRow(layer.name, role, sub, r1, r2))
     return rows

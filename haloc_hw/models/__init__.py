@@ -2,22 +2,20 @@
 
 ``build_model(name, num_classes, in_channels)`` returns a randomly initialised model:
 ``resnet20`` and ``vgg16`` are the CIFAR-style networks of the HALOC paper's CIFAR
-experiments; ``resnet18`` and ``mobilenet_v2`` are torchvision's ImageNet networks.
+experiments; ``resnet18`` and ``mobilenet_v2`` are torchvision's ImageNet networks. Each
+builder registers itself (:mod:`haloc_hw.models.registry`); importing this package, listing
+the names and the dataset helpers need no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # torch only where a model is built: table readers need the dataset defaults alone
-    from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from haloc_hw.errors import HalocError
+from haloc_hw.models.registry import check_model_name, get_builder, model_entries, model_names, register_model
 
-MODEL_NAMES: tuple[str, ...] = ("resnet20", "vgg16", "resnet18", "mobilenet_v2")
-# The torchvision networks, sized for ImageNet inputs; the others for CIFAR.
-IMAGENET_MODELS: tuple[str, ...] = ("resnet18", "mobilenet_v2")
+if TYPE_CHECKING:
+    from torch import nn
 
 # Per-sample input (C, H, W) of each dataset haloc_hw.data knows (plus a few aliases).
 DATASET_INPUT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -30,19 +28,8 @@ DATASET_INPUT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def _builders() -> dict[str, Callable[..., nn.Module]]:
-    from haloc_hw.models.resnet_cifar import resnet20
-    from haloc_hw.models.torchvision_models import mobilenet_v2, resnet18
-    from haloc_hw.models.vgg_cifar import vgg16
-
-    return {"resnet20": resnet20, "vgg16": vgg16, "resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
-
-
 def _check_name(name: str) -> str:
-    key = str(name).lower().replace("-", "_")
-    if key not in MODEL_NAMES:
-        raise HalocError(f"unknown model '{name}'", key="model", fix=f"use one of {', '.join(MODEL_NAMES)}")
-    return key
+    return check_model_name(name).name
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
@@ -51,7 +38,7 @@ def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Mo
     for what, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise HalocError(f"{what} must be a positive integer, got {value!r}", key=what)
-    return _builders()[key](num_classes=num_classes, in_channels=in_channels)
+    return get_builder(key)(num_classes=num_classes, in_channels=in_channels)
 
 
 def default_input_size(name: str, dataset: str) -> tuple[int, int, int]:
@@ -79,8 +66,17 @@ def default_dataset(name: str) -> str:
 
     The name is read like :func:`build_model` reads it (``MobileNet-V2`` is ``mobilenet_v2``).
     """
-    return "imagenet" if _check_name(name) in IMAGENET_MODELS else "cifar10"
+    return check_model_name(name).dataset
+
+
+def __getattr__(name: str) -> Any:
+    """``MODEL_NAMES`` and ``IMAGENET_MODELS``, read from the registry on first use."""
+    if name == "MODEL_NAMES":
+        return model_names()
+    if name == "IMAGENET_MODELS":  # the torchvision networks, sized for ImageNet inputs; the others for CIFAR
+        return tuple(e.name for e in model_entries() if e.dataset == "imagenet")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DATASET_CLASSES", "DATASET_INPUT_SIZES", "IMAGENET_MODELS", "MODEL_NAMES", "build_model",
-           "default_dataset", "default_input_size", "default_num_classes"]
+           "default_dataset", "default_input_size", "default_num_classes", "model_names", "register_model"]

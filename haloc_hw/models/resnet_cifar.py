@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from haloc_hw.models.registry import register_model
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
@@ -68,5 +70,6 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+@register_model
 def resnet20(num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
     return CifarResNet(20, num_classes=num_classes, in_channels=in_channels)

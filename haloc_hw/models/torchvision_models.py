@@ -6,6 +6,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
+from haloc_hw.models.registry import register_model
+
 
 def _replace_stem(old: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     new = nn.Conv2d(
@@ -21,6 +23,7 @@ def _replace_stem(old: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return new
 
 
+@register_model(dataset="imagenet")
 def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     model = tvm.resnet18(weights=None, num_classes=num_classes)
     if in_channels != 3:
@@ -28,6 +31,7 @@ def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     return model
 
 
+@register_model(dataset="imagenet")
 def mobilenet_v2(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     model = tvm.mobilenet_v2(weights=None, num_classes=num_classes)
     if in_channels != 3:

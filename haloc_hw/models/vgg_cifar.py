@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from haloc_hw.models.registry import register_model
+
 VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
@@ -44,5 +46,6 @@ class CifarVGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+@register_model
 def vgg16(num_classes: int = 10, in_channels: int = 3) -> CifarVGG:
     return CifarVGG(VGG16_CONFIG, num_classes=num_classes, in_channels=in_channels)

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from haloc_hw.cost.metric import get_metric
 from haloc_hw.search.supernet import RankChoiceConv
 
 
@@ -31,6 +32,7 @@ class AlphaMatrix:
         self.layers: list[RankChoiceConv] = [layers[n] for n in self.names]
         self.sizes = [layer.alpha.numel() for layer in self.layers]
         self.metric = metric
+        self._metric = get_metric(metric)  # how the components combine (EDP: energy x cycles)
         device = self.layers[0].alpha.device
         rows, width = len(self.sizes), max(self.sizes)
         total = sum(self.sizes)
@@ -59,7 +61,7 @@ class AlphaMatrix:
     def expected_cost(self, probs: torch.Tensor) -> torch.Tensor:
         """Whole-model cost under ``probs`` (``[layers, max candidates]``): fixed + sum of p . cost."""
         comps = self._fixed + torch.einsum("lk,lkc->c", probs.to(torch.float64), self._costs)
-        return comps.prod() if self.metric == "edp" else comps[0]
+        return self._metric.combine(comps)
 
     # -- host side -------------------------------------------------------------------------
     def refresh(self) -> None:

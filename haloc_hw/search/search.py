@@ -65,10 +65,11 @@ from tqdm.auto import tqdm
 
 from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
-from haloc_hw.rankspace import (DECODES, Budget, CostLookup, RankPlan, candidate_vectors, check_table, combine,
-                                components, make_plan, parse_budget, resolve_budget)
+from haloc_hw.rankspace import (DECODES, Budget, CostLookup, CostRange, Rank, RankPlan, candidate_vectors, check_table,
+                                combine, components, make_plan, parse_budget, resolve_budget)
 from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.graphs import graph_pool_bytes
+from haloc_hw.search.penalty import get_penalty, penalty_names
 from haloc_hw.search.supernet import Supernet
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,8 @@ CHECKPOINT_NAME = "search_checkpoint.pt"
 HISTORY_NAME = "search_history.json"
 RANKS_NAME = "ranks.json"
 _CHECKPOINT_VERSION = 1
-#: Hardware factor of the architecture loss CE * eta * f: "paper" f = (E / eps)^theta (HALOC);
-#: "hinge" f = max(1, E / eps)^theta, which stops pushing p towards cheaper ranks once the
-#: expected cost is within budget (the paper's factor keeps pushing, see SearchConfig).
-PENALTIES: tuple[str, ...] = ("paper", "hinge")
+#: Hardware factor of the architecture loss CE * eta * f, by name (:mod:`haloc_hw.search.penalty`).
+PENALTIES: tuple[str, ...] = penalty_names()
 #: How many architecture steps an epoch makes (see SearchConfig).
 ARCH_STEPS: tuple[str, ...] = ("per-val-batch", "per-train-batch")
 # Config fields that may differ between a run and its resumption (more epochs extend a search:
@@ -94,7 +93,7 @@ class SearchConfig:
 
     ``budget`` is a fraction of the original model's cost (``0.5``, ``"50%"``) or an absolute
     value with units (``"150uJ"``, ``"2e6cycles"``, ``"1.5ms"``); see
-    :func:`haloc_hw.search.budget.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
+    :func:`haloc_hw.rankspace.parse_budget`. ``lr_alpha`` drives Adam on alpha; 1e-2 moves
     p visibly within a few epochs, as short searches need. ``theta`` > 1 makes the hardware
     factor grow quickly once the expected cost exceeds the budget. ``penalty`` picks the
     hardware factor (:data:`PENALTIES`): with ``"paper"`` the factor's gradient always points
@@ -115,9 +114,9 @@ class SearchConfig:
     architecture step, cycling the validation part (DARTS's alternation; the same thing when
     the split is 50/50). With a 20 % split, ``"per-val-batch"`` makes a quarter of the alpha
     updates per epoch: give it more epochs (or a larger ``lr_alpha``) for p to converge as far.
-    ``decode`` (:data:`~haloc_hw.search.plan.DECODES`): how the final ranks are read from p,
+    ``decode`` (:data:`~haloc_hw.rankspace.DECODES`): how the final ranks are read from p,
     the paper's argmax per layer, the most probable plan just under the budget, or the plan
-    that follows each layer's expected cost (see :mod:`haloc_hw.search.plan`).
+    that follows each layer's expected cost (see :mod:`haloc_hw.rankspace`).
     ``check_every``: steps between the checks for a non-finite loss (each check waits for the
     device, so checking every step would serialise host and GPU).
     ``cuda_graphs``: on a CUDA device (not under ``torch.distributed``), replay each sampled
@@ -170,8 +169,7 @@ class SearchConfig:
             raise HalocError("warmup_epochs must be between 0 and epochs", key="warmup_epochs", fix="lower it")
         if self.tau <= 0:
             raise HalocError("tau must be positive", key="tau", fix="use e.g. 1.0")
-        if self.penalty not in PENALTIES:
-            raise HalocError(f"unknown penalty '{self.penalty}'", key="penalty", fix=f"use one of {', '.join(PENALTIES)}")
+        get_penalty(self.penalty)  # an unknown name raises, listing the registered ones
         if self.arch_steps not in ARCH_STEPS:
             raise HalocError(f"unknown arch_steps '{self.arch_steps}'", key="arch_steps",
                              fix=f"use one of {', '.join(ARCH_STEPS)}")
@@ -201,11 +199,33 @@ class _State:
     weights: list[nn.Parameter] = field(default_factory=list)  # the weight optimiser's parameters
 
 
+@dataclass
+class _Run:
+    """What :meth:`HalocSearch._set_up` hands to the epoch loop and the decode."""
+
+    out_dir: Path
+    device: torch.device
+    dist_on: bool
+    is_main: bool
+    graphs_on: bool
+    names: list[str]
+    candidates: dict[str, list[Rank]]
+    vectors: dict[str, list[list[float]]]
+    epsilon: float
+    cost_range: CostRange
+    state: _State
+    loaders: list[Any]
+    weight_model: nn.Module
+    ckpt_path: Path
+    start: int
+
+
 class HalocSearch:
     """Runs the HALOC search over a :class:`Supernet` with costs from a :class:`CostLookup`."""
 
     def __init__(self, cfg: SearchConfig) -> None:
         self.cfg = cfg
+        self._penalty = get_penalty(cfg.penalty)
 
     # -- public ---------------------------------------------------------------------------
     def run(self, supernet: Supernet, data: Any, costs: CostLookup, out_dir: str | Path, resume: bool = False,
@@ -217,8 +237,15 @@ class HalocSearch:
         its captured graphs after the run, for a further one; ``supernet.use_cuda_graphs(False)``
         (or deleting it) frees them.
         """
+        run = self._set_up(supernet, data, costs, Path(out_dir), resume, table_source)
+        self._epochs(run)
+        return self._decode(run, costs)
+
+    # -- the three phases -----------------------------------------------------------------
+    def _set_up(self, supernet: Supernet, data: Any, costs: CostLookup, out_dir: Path, resume: bool,
+                table_source: str | None) -> _Run:
+        """Check the table and budget, build optimisers, history and alpha matrix, resume, wrap for DDP."""
         cfg = self.cfg
-        out_dir = Path(out_dir)
         dist_on = _dist_on()
         is_main = not dist_on or torch.distributed.get_rank() == 0
         device = torch.device(cfg.device)
@@ -280,15 +307,26 @@ class HalocSearch:
 
         graphs_on = cfg.cuda_graphs and device.type == "cuda" and not dist_on
         supernet.use_cuda_graphs(graphs_on)  # kept after the run, for the next one (off frees them)
-        for epoch in range(start, cfg.epochs):
-            for loader in loaders:
+        return _Run(out_dir=out_dir, device=device, dist_on=dist_on, is_main=is_main, graphs_on=graphs_on,
+                    names=names, candidates=candidates, vectors=vectors, epsilon=epsilon, cost_range=cost_range,
+                    state=state, loaders=loaders, weight_model=weight_model, ckpt_path=ckpt_path, start=start)
+
+    def _epochs(self, run: _Run) -> None:
+        """Epochs from ``run.start``: train, record p and costs, checkpoint, stop early when converged."""
+        cfg = self.cfg
+        state, names, candidates = run.state, run.names, run.candidates
+        supernet, alphas, history = state.supernet, state.alphas, state.history
+        train_loader, val_loader = run.loaders
+        for epoch in range(run.start, cfg.epochs):
+            for loader in run.loaders:
                 _set_epoch(loader, epoch)
             self._tau = tau_at(cfg, epoch)
             t0 = time.perf_counter()
-            stats = self._epoch(epoch, state, weight_model, train_loader, val_loader, epsilon, is_main, dist_on)
+            stats = self._epoch(epoch, state, run.weight_model, train_loader, val_loader, run.epsilon, run.is_main,
+                                run.dist_on)
             stats["seconds"] = time.perf_counter() - t0
-            if graphs_on:  # reserved for the replays, invisible to torch.cuda.max_memory_allocated
-                stats["graph_pool_bytes"] = graph_pool_bytes(device)
+            if run.graphs_on:  # reserved for the replays, invisible to torch.cuda.max_memory_allocated
+                stats["graph_pool_bytes"] = graph_pool_bytes(run.device)
             probs = supernet.probabilities()
             stats["p"] = {n: [float(v) for v in probs[n]] for n in names}
             stats["tau"] = self._tau
@@ -306,32 +344,36 @@ class HalocSearch:
             history["epochs"].append(stats)
             log.info("search epoch %d/%d: ce %.4f mse %.4g val-ce %.4f expected %.4g argmax %.4g (budget %.4g)",
                      epoch + 1, cfg.epochs, stats["train_ce"], stats["feature_mse"], stats["val_ce"],
-                     stats["expected_cost"], stats["argmax_cost"], epsilon)
-            if is_main:
-                self._save_checkpoint(ckpt_path, epoch, state, loaders, candidates)
-                write_json_atomic(out_dir / HISTORY_NAME, history)
-            if dist_on:
+                     stats["expected_cost"], stats["argmax_cost"], run.epsilon)
+            if run.is_main:
+                self._save_checkpoint(run.ckpt_path, epoch, state, run.loaders, candidates)
+                write_json_atomic(run.out_dir / HISTORY_NAME, history)
+            if run.dist_on:
                 torch.distributed.barrier()
             why = converged(cfg, epoch, stats)
             if why:
                 history["stopped"] = {"epoch": epoch + 1, "reason": why}
-                if is_main:
-                    write_json_atomic(out_dir / HISTORY_NAME, history)
+                if run.is_main:
+                    write_json_atomic(run.out_dir / HISTORY_NAME, history)
                 log.info("search converged after epoch %d: %s", epoch + 1, why)
                 break
 
-        probs = supernet.probabilities()
+    def _decode(self, run: _Run, costs: CostLookup) -> RankPlan:
+        """The final p to a :class:`RankPlan` (``cfg.decode``, repaired to the budget), saved on the main rank."""
+        cfg = self.cfg
+        names = run.names
+        probs = run.state.supernet.probabilities()
         plan = make_plan(
-            {n: [float(v) for v in probs[n]] for n in names}, candidates, vectors,
+            {n: [float(v) for v in probs[n]] for n in names}, run.candidates, run.vectors,
             {n: [float(costs.original_cost(n, c)) for c in components(cfg.metric)] for n in names},
-            metric=cfg.metric, budget=epsilon, budget_text=str(cfg.budget), fixed_cost=cost_range.fixed_components,
-            repair=cfg.repair, decode=cfg.decode,
+            metric=cfg.metric, budget=run.epsilon, budget_text=str(cfg.budget),
+            fixed_cost=run.cost_range.fixed_components, repair=cfg.repair, decode=cfg.decode,
         )
-        plan.skipped = {**supernet.skipped, **plan.skipped}  # not searched, then kept by the plan
-        if is_main:
-            if not history["epochs"]:
-                write_json_atomic(out_dir / HISTORY_NAME, history)
-            plan.save(out_dir / RANKS_NAME)
+        plan.skipped = {**run.state.supernet.skipped, **plan.skipped}  # not searched, then kept by the plan
+        if run.is_main:
+            if not run.state.history["epochs"]:
+                write_json_atomic(run.out_dir / HISTORY_NAME, run.state.history)
+            plan.save(run.out_dir / RANKS_NAME)
         log.info("search done: %s", plan.note)
         return plan
 
@@ -425,10 +467,7 @@ class HalocSearch:
             out = net(x)
             ce = F.cross_entropy(out, y)
             probs = torch.softmax(padded, dim=1)
-            ratio = alphas.expected_cost(probs) / epsilon
-            if cfg.penalty == "hinge":
-                ratio = torch.clamp(ratio, min=1.0)
-            hw = ratio ** cfg.theta
+            hw = self._penalty(alphas.expected_cost(probs) / epsilon, cfg.theta)
             loss = ce * cfg.eta * hw.to(ce.dtype)
             grads = torch.autograd.grad(loss, params)
         if dist_on:
@@ -451,7 +490,7 @@ class HalocSearch:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _save_checkpoint(self, path: Path, epoch: int, state: _State, loaders: list[Any],
-                         candidates: dict[str, list[tuple[int, int]]]) -> None:
+                         candidates: dict[str, list[Rank]]) -> None:
         payload = {
             "version": _CHECKPOINT_VERSION,
             "epoch": epoch,
@@ -472,7 +511,7 @@ class HalocSearch:
             torch.save(payload, tmp)
 
     def _load_checkpoint(self, path: Path, state: _State, loaders: list[Any],
-                         candidates: dict[str, list[tuple[int, int]]]) -> int:
+                         candidates: dict[str, list[Rank]]) -> int:
         try:
             payload = torch.load(path, map_location=self.cfg.device, weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:

@@ -40,11 +40,11 @@ from torch import nn
 
 from haloc_hw.decompose.layers import Tucker2Conv, replace_submodule
 from haloc_hw.errors import HalocError
+from haloc_hw.rankspace import Rank
 from haloc_hw.search.graphs import LayerReplay, SharedReplayMemory
 
 log = logging.getLogger(__name__)
 
-Rank = tuple[int, int]
 #: Builds the decomposed module of ``conv`` at ranks (r1 = output side, r2 = input side).
 CandidateFactory = Callable[[nn.Conv2d, int, int], nn.Module]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from haloc_hw.cost.analytical.mapper import MAPPER_VERSION, Mapper, MapperSettings, parse_metric
-from haloc_hw.cost.analytical.model import MODEL_VERSION, Evaluation
-from haloc_hw.cost.base import Cost
+from haloc_hw.cost.analytical.model import MODEL_VERSION
+from haloc_hw.cost.base import Cost, make_breakdown
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Constraints
 from haloc_hw.spec.model import Architecture, EnergyTable
@@ -123,12 +123,12 @@ class AnalyticalCostModel:
             res = self._mapper.search(shape, self.metric)
             ev = res.evaluation
             cycles = float(ev.cycles)
-            breakdown: dict[str, Any] = {
-                "levels": _level_energies(ev),
-                "mapping": mapping_to_yaml(res.mapping),
-                "computes": ev.computes,
-                "mapper": {"evaluated": res.evaluated, "valid": res.valid, "seconds": round(res.seconds, 4)},
-            }
+            breakdown = make_breakdown(
+                computes=ev.computes,
+                levels=ev.energy_by_level(),
+                mapping=mapping_to_yaml(res.mapping),
+                mapper={"evaluated": res.evaluated, "valid": res.valid, "seconds": round(res.seconds, 4)},
+            )
             out.append(Cost(
                 cycles=cycles,
                 energy_pJ=float(ev.energy_pJ),
@@ -146,10 +146,3 @@ def _energy_dict(ae: Any) -> dict[str, Any]:
     if not d.get("leak"):
         d.pop("leak", None)
     return d
-
-
-def _level_energies(ev: Evaluation) -> dict[str, float]:
-    """Energy in pJ of every storage level, and of the MAC array under ``"mac"``."""
-    out = {lvl.name: lvl.energy_pJ for lvl in ev.levels}
-    out["mac"] = float(ev.mac_energy_pJ)
-    return out

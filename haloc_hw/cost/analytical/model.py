@@ -43,7 +43,7 @@ from haloc_hw.cost.analytical.nest import (
     MappingStructure,
     structure_from_mapping,
 )
-from haloc_hw.cost.base import Cost
+from haloc_hw.cost.base import Cost, make_breakdown
 from haloc_hw.cost.stats import DataSpaceStats, LevelStats
 from haloc_hw.errors import HalocError
 from haloc_hw.spec.mapping import Mapping
@@ -58,7 +58,7 @@ MODEL_VERSION = "timeloop-3.0.3-closed-form-1"
 # --------------------------------------------------------------------------------------
 # Results (per-level types shared with the stats.txt parser: haloc_hw.cost.stats)
 
-__all__ = ["AnalyticalModel", "BatchResult", "DataSpaceStats", "Evaluation", "LevelStats", "leak_instances"]
+__all__ = ["AnalyticalModel", "BatchResult", "Evaluation", "leak_instances"]
 
 
 @dataclass(frozen=True)
@@ -104,16 +104,19 @@ class Evaluation:
             },
         }
 
-    def to_cost(self) -> Cost:
+    def energy_by_level(self) -> dict[str, float]:
+        """Energy in pJ of every storage level, and of the MAC array under ``"mac"`` (they add up to :attr:`energy_pJ`)."""
+        out = {lvl.name: lvl.energy_pJ for lvl in self.levels}
+        out["mac"] = float(self.mac_energy_pJ)
+        return out
+
+    def to_cost(self, **extra: Any) -> Cost:
+        """This evaluation as a :class:`Cost`, its breakdown in the layout of :func:`make_breakdown`."""
         return Cost(
             cycles=float(self.cycles),
             energy_pJ=float(self.energy_pJ),
             utilization=float(self.utilization),
-            breakdown={
-                "computes": self.computes,
-                "mac_energy_pJ": self.mac_energy_pJ,
-                "energy_pJ_per_level": {lvl.name: lvl.energy_pJ for lvl in self.levels},
-            },
+            breakdown=make_breakdown(computes=self.computes, levels=self.energy_by_level(), **extra),
         )
 
 
