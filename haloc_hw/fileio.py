@@ -76,16 +76,27 @@ def write_yaml_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
 
 
-def read_yaml(path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+# PyYAML's safe loader, in C where PyYAML was built with libyaml (the wheels are): the same
+# constructors as yaml.SafeLoader, about 8x faster on Timeloop's specs, which is most of a
+# one-layer 'cost model' run after the imports.
+SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def is_safe_loader(loader: type) -> bool:
+    """Whether ``loader`` constructs only plain data (a full loader would run constructors named in the file)."""
+    return issubclass(loader, yaml.constructor.SafeConstructor) and not issubclass(loader, yaml.constructor.FullConstructor)
+
+
+def read_yaml(path: str | Path, loader: type = SafeLoader) -> Any:
     """Read a YAML file with a safe loader; bad files raise :class:`HalocError` naming the file."""
-    if not issubclass(loader, yaml.SafeLoader):  # a full loader would run constructors from the file
-        raise TypeError(f"read_yaml needs a yaml.SafeLoader subclass, not {loader.__name__}")
+    if not is_safe_loader(loader):
+        raise TypeError(f"read_yaml needs a safe loader, not {loader.__name__}")
     path = Path(path)
     if not path.is_file():
         raise HalocError("file not found", file=path, fix="check the path")
     try:
         with path.open(encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=loader)  # noqa: S506 - loader is always a SafeLoader subclass
+            return yaml.load(fh, Loader=loader)  # noqa: S506 - is_safe_loader(loader) was checked
     except UnicodeDecodeError as err:
         raise HalocError(f"not a text file (byte {err.start} is not UTF-8)", file=path, fix="pass a YAML file") from None
     except yaml.YAMLError as err:

@@ -39,7 +39,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import jinja2
 import yaml
 
 from haloc_hw.errors import HalocError
@@ -156,6 +155,10 @@ def _index(value: Any, keys: str, *, source: Path, where: Path) -> Any:
     return found
 
 
+# A file with none of these has no Jinja2 statement, expression or comment.
+_JINJA_MARKERS: tuple[str, ...] = ("{{", "{%", "{#")
+
+
 def _render(path: Path, ctx: _Context, include_dirs: list[Path]) -> tuple[str, dict[str, _Included]]:
     """Render ``path`` with Jinja2; returns the text and the includes its placeholders name."""
     if path in ctx.stack:
@@ -172,6 +175,9 @@ def _render(path: Path, ctx: _Context, include_dirs: list[Path]) -> tuple[str, d
     ctx.files.append(path)
     ctx.texts.append(source)
     includes: dict[str, _Included] = {}
+    if not any(marker in source for marker in _JINJA_MARKERS):
+        return source, includes  # Jinja2 renders such a file to itself; skipping it keeps a plain spec fast
+    import jinja2
     counter = [0]
 
     def include_any(pattern: Any, keys: Any = "", *, single: bool) -> str:

@@ -2,7 +2,7 @@
 
 Timeloop v0.4 architecture files mark nodes with YAML tags. ``yaml.safe_load`` rejects any
 tag, and a full loader would run arbitrary constructors, so :class:`SpecLoader` is a
-:class:`yaml.SafeLoader` subclass with one explicit constructor per allowed tag. Any other
+safe-loader subclass with one explicit constructor per allowed tag. Any other
 tag is loaded as an :class:`UnknownTag` placeholder and reported afterwards as a
 :class:`HalocError` naming the file, the tag and the allowed ones (a constructor has no way
 to know the file name).
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from haloc_hw.errors import HalocError
-from haloc_hw.fileio import read_yaml
+from haloc_hw.fileio import SafeLoader, read_yaml
 from haloc_hw.spec.expressions import QuotedStr
 
 ALLOWED_TAGS: tuple[str, ...] = ("!Container", "!Component", "!Parallel", "!Hierarchical", "!Nothing")
@@ -41,8 +41,8 @@ class UnknownTag:
     value: Any = field(default=None, repr=False)
 
 
-class SpecLoader(yaml.SafeLoader):
-    """SafeLoader that understands exactly the tags in :data:`ALLOWED_TAGS`."""
+class SpecLoader(SafeLoader):  # type: ignore[misc, valid-type]
+    """The safe loader (:data:`haloc_hw.fileio.SafeLoader`) plus exactly the tags in :data:`ALLOWED_TAGS`."""
 
 
 def _construct_tagged(loader: SpecLoader, node: yaml.Node) -> TaggedNode:
