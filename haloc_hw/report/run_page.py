@@ -25,6 +25,7 @@ from haloc_hw.report import plots
 from haloc_hw.report.layer_costs import LayerCosts, layer_costs
 from haloc_hw.report.page import Block, embed_images, render_html
 from haloc_hw.report.runs import REQUIRED_FILES, RunRecord, load_run
+from haloc_hw.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,8 @@ def folder_kind(folder: Path) -> str:
                          fix="pass a folder written by 'haloc-hw search', 'baseline' or 'sweep'")
     if (folder / SWEEP_FILE).is_file():
         return "sweep"
-    if any((folder / f).exists() for f in (*REQUIRED_FILES, "search.log", "baseline.log")):
+    run = RunFolder(folder)
+    if any((folder / f).exists() for f in REQUIRED_FILES) or any(run.log_file(c).exists() for c in ("search", "baseline")):
         return "run"  # load_run names the files an unfinished run lacks
     if (folder / "tables").is_dir():
         raise HalocError(f"sweep folder lacks {SWEEP_FILE} (the sweep has not finished)", file=folder, key=SWEEP_FILE,

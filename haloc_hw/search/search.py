@@ -67,6 +67,7 @@ from haloc_hw.errors import HalocError
 from haloc_hw.fileio import atomic_path, write_json_atomic
 from haloc_hw.rankspace import (DECODES, Budget, CostLookup, CostRange, Rank, RankPlan, candidate_vectors, check_table,
                                 combine, components, make_plan, parse_budget, resolve_budget)
+from haloc_hw.runfolder import RANKS_FILE, SEARCH_HISTORY_FILE
 from haloc_hw.search.alphas import AlphaMatrix
 from haloc_hw.search.graphs import graph_pool_bytes
 from haloc_hw.search.penalty import get_penalty, penalty_names
@@ -75,8 +76,6 @@ from haloc_hw.search.supernet import Supernet
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "search_checkpoint.pt"
-HISTORY_NAME = "search_history.json"
-RANKS_NAME = "ranks.json"
 _CHECKPOINT_VERSION = 1
 #: Hardware factor of the architecture loss CE * eta * f, by name (:mod:`haloc_hw.search.penalty`).
 PENALTIES: tuple[str, ...] = penalty_names()
@@ -347,14 +346,14 @@ class HalocSearch:
                      stats["expected_cost"], stats["argmax_cost"], run.epsilon)
             if run.is_main:
                 self._save_checkpoint(run.ckpt_path, epoch, state, run.loaders, candidates)
-                write_json_atomic(run.out_dir / HISTORY_NAME, history)
+                write_json_atomic(run.out_dir / SEARCH_HISTORY_FILE, history)
             if run.dist_on:
                 torch.distributed.barrier()
             why = converged(cfg, epoch, stats)
             if why:
                 history["stopped"] = {"epoch": epoch + 1, "reason": why}
                 if run.is_main:
-                    write_json_atomic(run.out_dir / HISTORY_NAME, history)
+                    write_json_atomic(run.out_dir / SEARCH_HISTORY_FILE, history)
                 log.info("search converged after epoch %d: %s", epoch + 1, why)
                 break
 
@@ -372,8 +371,8 @@ class HalocSearch:
         plan.skipped = {**run.state.supernet.skipped, **plan.skipped}  # not searched, then kept by the plan
         if run.is_main:
             if not run.state.history["epochs"]:
-                write_json_atomic(run.out_dir / HISTORY_NAME, run.state.history)
-            plan.save(run.out_dir / RANKS_NAME)
+                write_json_atomic(run.out_dir / SEARCH_HISTORY_FILE, run.state.history)
+            plan.save(run.out_dir / RANKS_FILE)
         log.info("search done: %s", plan.note)
         return plan
 
