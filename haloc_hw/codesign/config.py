@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from haloc_hw.errors import HalocError
+from haloc_hw.settings import DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class CodesignConfig:
     data_root: Path | None = None
     subset: int | None = None
     base: Path | None = None
-    budget: str = "0.7"
+    budget: str = DEFAULT_BUDGET
     metric: str = "energy_pJ"
     methods: tuple[str, ...] = ("uniform", "greedy")
     step: int | None = None

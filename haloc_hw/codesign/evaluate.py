@@ -95,9 +95,8 @@ def _allocate(method: str, table: Any, job: PointJob) -> dict[str, Any]:
     else:
         raise HalocError(f"unknown allocator '{method}'", key="methods", fix=f"use {', '.join(CHEAP_METHODS)}")
     ranks = {n: (int(r[0]), int(r[1])) for n, r in res.ranks.items()}
-    energy = table.model_cost(ranks, "energy_pJ")
-    cycles = table.model_cost(ranks, "cycles")
-    return {"energy_pJ": energy, "cycles": cycles, "edp": energy * cycles, "ranks": {n: list(r) for n, r in ranks.items()},
+    costs = {m: table.model_cost(ranks, m) for m in ("energy_pJ", "cycles", "edp")}
+    return {**costs, "ranks": {n: list(r) for n, r in ranks.items()},
             "proxy_error": proxy_error(ranks, job), "budget": res.plan.budget, "budget_met": bool(res.plan.met)}
 
 
@@ -160,9 +159,8 @@ def _table_and_ranks(job: PointJob, priced: Any, fingerprint: Any) -> dict[str, 
         "table": str(path), "hardware": hw,
         "cache": {"entries": rep.entries, "cache_hits": rep.cache_hits, "evaluated": rep.evaluated,
                   "slots": len(job.layers) + 3 * sum(len(c) for c in cands.values())},
-        "original": {"energy_pJ": table.model_cost({}, "energy_pJ"), "cycles": table.model_cost({}, "cycles")},
+        "original": {m: table.model_cost({}, m) for m in ("energy_pJ", "cycles", "edp")},
     }
-    result["original"]["edp"] = result["original"]["energy_pJ"] * result["original"]["cycles"]
     allocs: dict[str, Any] = {}
     errors: list[str] = []
     for method in job.methods:

@@ -305,6 +305,7 @@ def _run_haloc(cfg: CodesignConfig, data: Any, model: Any, rows: Sequence[dict[s
 def _haloc_rows(rows: Sequence[dict[str, Any]], haloc: dict[str, Any], prep: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per HALOC run (method ``haloc``): its own ranks' table costs, proxy and measured top-1."""
     from haloc_hw.codesign.evaluate import proxy_error_of
+    from haloc_hw.cost.metric import EDP
 
     out = []
     for pid, run in haloc.items():
@@ -312,7 +313,7 @@ def _haloc_rows(rows: Sequence[dict[str, Any]], haloc: dict[str, Any], prep: dic
         ranks = {n: (int(a), int(b)) for n, (a, b) in run["ranks"].items()}
         energy, cycles = run["energy_pJ"], run["cycles"]
         out.append({**like, "method": "haloc", "energy_pJ": energy, "cycles": cycles,
-                    "edp": None if energy is None or cycles is None else energy * cycles,
+                    "edp": None if energy is None or cycles is None else EDP.combine([energy, cycles]),
                     "proxy_error": proxy_error_of(ranks, prep["errors"], prep["weight_norms"]),
                     "ranks": {n: list(r) for n, r in ranks.items()}, "pareto": False, "top1": run["top1"],
                     "top1_haloc": run["top1"], "run_dir": run["run_dir"]})
