@@ -644,11 +644,12 @@ class MapSpace:
                 idx = idx[sel]
                 st = {k: v[sel] for k, v in st.items()}
                 n = idx.shape[0]
-            rep = lambda a: np.repeat(a, m, axis=0)  # noqa: E731
-            til = lambda a: np.tile(a, (n, 1))  # noqa: E731
+            # Every (partial row i, option j) pair as a broadcast (n, m, levels) array; only the
+            # pairs that pass the fan-out and capacity checks are gathered (row-major, i.e. the
+            # order of repeating the partial rows m times), so nothing of size n·m is copied per key.
             new_st: dict[Any, np.ndarray] = {
-                "X": rep(st["X"]) * til(xf),
-                "Y": rep(st["Y"]) * til(yf),
+                "X": st["X"][:, None, :] * xf[None, :, :],
+                "Y": st["Y"][:, None, :] * yf[None, :, :],
             }
             for t in needed:
                 f = None
@@ -656,12 +657,13 @@ class MapSpace:
                     if dd == d:
                         span = e if c == 1 else 1 + c * (e - 1)
                         f = span if f is None else f * span
-                new_st[("p", t)] = rep(st[("p", t)]) if f is None else rep(st[("p", t)]) * til(f)
+                old = st[("p", t)][:, None, :]
+                new_st[("p", t)] = old if f is None else old * f[None, :, :]
                 for a, axis in enumerate(self._multi[t]):
                     cs = sum(c for dd, c in axis if dd == d)
-                    old = st[("m", t, a)]
-                    new_st[("m", t, a)] = rep(old) + til(cs * (e - 1)) if cs else rep(old)
-            ok = ((new_st["X"] <= fx) & (new_st["Y"] <= fy)).all(axis=1)
+                    old = st[("m", t, a)][:, None, :]
+                    new_st[("m", t, a)] = old + (cs * (e - 1))[None, :, :] if cs else old
+            ok = ((new_st["X"] <= fx) & (new_st["Y"] <= fy)).all(axis=2)
             if caps:
                 tiles: dict[str, np.ndarray] = {}
                 for t in needed:
@@ -670,10 +672,10 @@ class MapSpace:
                         size = size * (1 + new_st[("m", t, a)])
                     tiles[self.spaces[t]] = size
                 for li, cap, kept in caps:
-                    ok &= sum(tiles[t][:, li] for t in kept) <= cap
-            new_idx = np.concatenate([rep(idx), til(np.arange(m, dtype=np.int64)[:, None])], axis=1)
-            idx = new_idx[ok]
-            st = {k: v[ok] for k, v in new_st.items()}
+                    ok &= sum(tiles[t][..., li] for t in kept) <= cap
+            rows_i, opts_j = np.nonzero(ok)
+            idx = np.concatenate([idx[rows_i], opts_j[:, None].astype(np.int64)], axis=1)
+            st = {k: np.broadcast_to(v, (n, m, nl))[rows_i, opts_j] for k, v in new_st.items()}
             if idx.shape[0] == 0:
                 return np.zeros((0, len(self.columns)), dtype=np.int64)
             if idx.shape[0] > limit:
