@@ -62,7 +62,9 @@ if [ ! -e "$TABLE" ]; then
 fi
 for seed in $SEEDS; do
   base=$(base_of "$seed")
-  ( run "haloc_s$seed" hh search "${common[@]}" "${search[@]}" --base "$base" --seed "$seed" --out "$OUT/s$seed/haloc" ) &
+  resume=(); [ -e "$OUT/s$seed/haloc/config.yaml" ] && resume=(--resume)  # a search a cut-off command left behind
+  ( run "haloc_s$seed" hh search "${common[@]}" "${search[@]}" "${resume[@]}" --base "$base" --seed "$seed" \
+        --out "$OUT/s$seed/haloc" ) &
   for method in $METHODS; do
     ( run "${method}_s$seed" hh baseline --method "$method" "${common[@]}" --base "$base" --seed "$seed" \
           --out "$OUT/s$seed/$method" ) &

@@ -98,10 +98,11 @@ wait
 
 # 2. HALOC and every baseline: every seed at once, or one seed at a time
 seed_runs() {  # seed_runs SEED: HALOC and the baselines of one seed, in the background
-  local seed=$1 method
+  local seed=$1 method resume=()
+  [ -e "$OUT/s$seed/haloc/config.yaml" ] && resume=(--resume)  # a search a cut-off command left behind
   ( run "haloc_s$seed" "$OUT/s$seed/haloc/metrics.json" hh search --model "$MODEL" --arch arch/eyeriss.yaml \
         --table "$table" --step "$STEP" --base "$OUT/s$seed/base" --budget-energy "$BUDGET" --seed "$seed" \
-        "${search[@]}" "${finetune[@]}" "${common[@]}" --out "$OUT/s$seed/haloc" ) &
+        "${search[@]}" "${finetune[@]}" "${common[@]}" "${resume[@]}" --out "$OUT/s$seed/haloc" ) &
   for method in $METHODS; do
     ( run "${method}_s$seed" "$OUT/s$seed/$method/metrics.json" hh baseline --method "$method" --model "$MODEL" \
           --arch arch/eyeriss.yaml --table "$table" --step "$STEP" --base "$OUT/s$seed/base" \
