@@ -30,11 +30,14 @@ PY=${PY:-python3}
 dup=$(printf '%s\n' $SEEDS | sort | uniq -d | head -1)
 if [ -n "$dup" ]; then echo "error: SEEDS repeats seed $dup (SEEDS=\"$SEEDS\"); fix: list each seed once" >&2; exit 2; fi
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-mkdir -p "$OUT/logs"
 base_of() { [ -e "$BASES/s$1/base/model.pt" ] && echo "$BASES/s$1/base" || echo "$BASES/s$1"; }
 for seed in $SEEDS; do
   [ -e "$(base_of "$seed")/model.pt" ] || { echo "error: no base model for seed $seed in $BASES (looked for s$seed/base/model.pt and s$seed/model.pt); fix: train it with scripts/study_seeds.sh or point BASES at its folder" >&2; exit 2; }
 done
+if [ ! -e "$TABLE" ] && [ "$TABLE" != "$OUT/table/table.sqlite" ]; then
+  echo "error: cost table not found: $TABLE (TABLE); fix: give an existing table, or leave TABLE unset to build one" >&2; exit 2
+fi
+mkdir -p "$OUT/logs"
 common=(--model "$MODEL" --arch "$ARCH" --table "$TABLE" --step "$STEP" --budget-energy "$BUDGET"
         --epochs-finetune "${EPOCHS_FT:-20}" --lr-finetune 0.01 --data fashion-mnist --data-root "$DATA_ROOT"
         --batch "${BATCH:-256}" --device "$DEVICE" --no-onnx --no-progress)
@@ -52,9 +55,6 @@ run() {  # run NAME COMMAND...: skip a finished run, else log, time, record the 
 }
 # the table once, before the runs that read it (`tables --out DIR` writes DIR/<DIR's name>.sqlite)
 if [ ! -e "$TABLE" ]; then
-  if [ "$TABLE" != "$OUT/table/table.sqlite" ]; then
-    echo "error: cost table not found: $TABLE (TABLE); fix: give an existing table, or leave TABLE unset to build one" >&2; exit 2
-  fi
   run_t0=$SECONDS
   hh tables --model "$MODEL" --dataset fashion-mnist --arch "$ARCH" --step "$STEP" --jobs 4 --no-progress \
      --out "$OUT/table" >"$OUT/logs/table.log" 2>&1

@@ -65,9 +65,12 @@ run() {  # run NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else log, 
 { date -u +%FT%TZ; git rev-parse HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
   "$PY" -c 'import torch; print("torch", torch.__version__)'; echo "cores $cores"; } >>"$OUT/logs/provenance.txt"
 if [ "$MPS" = 1 ]; then  # keep MPS only when a CUDA client really works through it
-  if nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt" \
+  # a daemon an earlier window started is reused (starting a second one fails)
+  if echo get_server_list | nvidia-cuda-mps-control >/dev/null 2>&1; then mps_how="mps daemon already running"
+  else mps_how="mps daemon started"; fi
+  if { [ "$mps_how" != "mps daemon started" ] || nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt"; } \
      && timeout 60 "$PY" -c 'import torch; torch.ones(1, device="cuda").sum().item()' 2>>"$OUT/logs/provenance.txt"; then
-    echo "mps daemon started" >>"$OUT/logs/provenance.txt"; MPS_ON=1
+    echo "$mps_how" >>"$OUT/logs/provenance.txt"; MPS_ON=1
   else
     echo quit | nvidia-cuda-mps-control 2>/dev/null
     echo "mps unavailable; the runs take turns on the GPU" >>"$OUT/logs/provenance.txt"
