@@ -42,3 +42,18 @@ def test_entropy_curves_recompute_missing_entropy_and_plot(tmp_path):
     h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1)) / math.log(2)
     assert entropy_curves({"epochs": [{"p": {"a": [0.9, 0.1]}}]})["a"][0] == pytest.approx(h)
     assert plot_entropy(history, tmp_path / "e.png").stat().st_size > 0
+
+
+def test_budget_curve_is_expected_cost_over_budget_and_plots(tmp_path):
+    from haloc_hw.errors import HalocError
+    from haloc_hw.search.diagnostics import budget_curve, plot_budget_tracking
+
+    hinge = {"budget": 200.0, "epochs": [{"expected_cost": 260.0}, {"expected_cost": 200.0}, {"expected_cost": 198.0}]}
+    paper = {"budget": 200.0, "epochs": [{"expected_cost": 260.0}, {"expected_cost": 150.0}, {"expected_cost": 120.0}]}
+    assert budget_curve(hinge) == [1.3, 1.0, 0.99] and budget_curve(paper) == [1.3, 0.75, 0.6]
+    assert plot_budget_tracking({"hinge": hinge, "paper": paper}, tmp_path / "b.png").stat().st_size > 0
+    with pytest.raises(HalocError, match="no positive budget"):
+        budget_curve({"epochs": [{"expected_cost": 1.0}]})
+    with pytest.raises(HalocError, match="no search history with epochs"):
+        plot_budget_tracking({"empty": {"budget": 1.0, "epochs": []}}, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

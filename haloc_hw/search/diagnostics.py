@@ -3,6 +3,8 @@
 * :func:`entropy_curves` / :func:`plot_entropy`: each layer's normalised entropy of p per epoch,
   read from ``search_history.json`` (1 = uniform p, 0 = one-hot; recomputed from ``p`` for
   histories written before the search recorded it).
+* :func:`budget_curve` / :func:`plot_budget_tracking`: the expected cost under p per epoch as a
+  fraction of the budget, to see whether a penalty holds the budget or undercuts it.
 * :func:`collect_study` / :func:`study_markdown` / :func:`plot_accuracy_vs_energy`: the runs of
   ``scripts/study_seeds.sh`` (``OUT/sSEED/METHOD/metrics.json``) as per-seed rows, per-method mean
   and standard deviation of top-1, its change against the seed's base, FLOPs and Eyeriss energy.
@@ -54,6 +56,36 @@ def plot_entropy(history: Mapping[str, Any], path: str | Path, title: str = "") 
     ax.set_ylim(0, 1.05)
     ax.set_title(title or "convergence of p per layer")
     ax.legend(fontsize=6, ncol=2, loc="lower left")
+    return _save(fig, Path(path))
+
+
+def budget_curve(history: Mapping[str, Any]) -> list[float]:
+    """The expected whole-model cost under p after each epoch, as a fraction of the search's budget."""
+    budget = history.get("budget")
+    if not isinstance(budget, (int, float)) or budget <= 0:
+        raise HalocError("the search history records no positive budget", key="budget",
+                         fix="plot the search_history.json of a finished haloc-hw search")
+    return [float(record["expected_cost"]) / budget for record in history.get("epochs", [])
+            if record.get("expected_cost") is not None]
+
+
+def plot_budget_tracking(histories: Mapping[str, Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """One line per labelled search: E_p[cost] / budget against the search epoch (PNG at ``path``)."""
+    from haloc_hw.report.plots import _colors, _figure, _save
+
+    curves = {label: budget_curve(history) for label, history in histories.items()}
+    curves = {label: values for label, values in curves.items() if values}
+    if not curves:
+        raise HalocError("no search history with epochs to plot", key="epochs", fix="plot finished searches")
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for color, (label, values) in zip(_colors(len(curves)), curves.items()):
+        ax.plot(range(1, len(values) + 1), values, color=color, label=label, linewidth=1.2, marker="o", markersize=3)
+    ax.axhline(1.0, color="0.4", linestyle=":", linewidth=1.0)
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel("expected cost under p / budget")
+    ax.set_title(title or "how the search holds its budget")
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, Path(path))
 
 
