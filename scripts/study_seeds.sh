@@ -67,9 +67,9 @@ run() {  # run NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else log, 
 if [ "$MPS" = 1 ]; then  # keep MPS only when a CUDA client really works through it
   # a daemon an earlier window started is reused (starting a second one fails)
   if echo get_server_list | nvidia-cuda-mps-control >/dev/null 2>&1; then mps_how="mps daemon already running"
-  else mps_how="mps daemon started"; fi
-  if { [ "$mps_how" != "mps daemon started" ] || nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt"; } \
-     && timeout 60 "$PY" -c 'import torch; torch.ones(1, device="cuda").sum().item()' 2>>"$OUT/logs/provenance.txt"; then
+  elif nvidia-cuda-mps-control -d 2>>"$OUT/logs/provenance.txt"; then mps_how="mps daemon started"
+  else mps_how=""; fi
+  if [ -n "$mps_how" ] && timeout 60 "$PY" -c 'import torch; torch.ones(1, device="cuda").sum().item()' 2>>"$OUT/logs/provenance.txt"; then
     echo "$mps_how" >>"$OUT/logs/provenance.txt"; MPS_ON=1
   else
     echo quit | nvidia-cuda-mps-control 2>/dev/null
