@@ -27,8 +27,8 @@ METHODS=${METHODS:-alds uniform greedy}
 DATA_ROOT=${DATA_ROOT:-/usr/share/datasets/fashion-mnist}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
-dup=$(printf '%s\n' $SEEDS | sort | uniq -d | head -1)
-if [ -n "$dup" ]; then echo "error: SEEDS repeats seed $dup (SEEDS=\"$SEEDS\"); fix: list each seed once" >&2; exit 2; fi
+source "$(dirname "${BASH_SOURCE[0]}")/study_lib.sh"
+require_distinct_seeds "$SEEDS"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 base_of() { [ -e "$BASES/s$1/base/model.pt" ] && echo "$BASES/s$1/base" || echo "$BASES/s$1"; }
 for seed in $SEEDS; do
@@ -45,29 +45,17 @@ common=(--model "$MODEL" --arch "$ARCH" --table "$TABLE" --step "$STEP" --budget
 [ -n "${SUBSET:-}" ] && common+=(--subset "$SUBSET")
 search=(--epochs-search "${EPOCHS_SEARCH:-10}" --warmup-epochs "${WARMUP_EPOCHS:-2}" --decode expected
         --lr-alpha "${LR_ALPHA:-0.1}" --penalty hinge --tau-final "${TAU_FINAL:-0.3}" --stop-entropy "${STOP_ENTROPY:-0.2}")
-hh() { "$PY" -m haloc_hw.cli "$@"; }
-run() {  # run NAME COMMAND...: skip a finished run, else log, time, record the exit code
-  local name=$1; shift
-  if [ -e "$OUT/${name#*_}/${name%%_*}/metrics.json" ]; then echo "$name skipped (done)" | tee -a "$OUT/logs/steps.txt"; return 0; fi
-  local t0=$SECONDS
-  "$@" >"$OUT/logs/$name.log" 2>&1
-  echo "$name rc=$? wall=$((SECONDS - t0))s" | tee -a "$OUT/logs/steps.txt"
-}
 # the table once, before the runs that read it (`tables --out DIR` writes DIR/<DIR's name>.sqlite)
-if [ ! -e "$TABLE" ]; then
-  run_t0=$SECONDS
-  hh tables --model "$MODEL" --dataset fashion-mnist --arch "$ARCH" --step "$STEP" --jobs 4 --no-progress \
-     --out "$OUT/table" >"$OUT/logs/table.log" 2>&1
-  echo "table rc=$? wall=$((SECONDS - run_t0))s" | tee -a "$OUT/logs/steps.txt"
-fi
+run table "$TABLE" hh tables --model "$MODEL" --dataset fashion-mnist --arch "$ARCH" --step "$STEP" --jobs 4 \
+    --no-progress --out "$OUT/table"
 for seed in $SEEDS; do
   base=$(base_of "$seed")
   resume=(); [ -e "$OUT/s$seed/haloc/config.yaml" ] && resume=(--resume)  # a search a cut-off command left behind
-  ( run "haloc_s$seed" hh search "${common[@]}" "${search[@]}" "${resume[@]}" --base "$base" --seed "$seed" \
-        --out "$OUT/s$seed/haloc" ) &
+  ( run "haloc_s$seed" "$OUT/s$seed/haloc/metrics.json" hh search "${common[@]}" "${search[@]}" "${resume[@]}" \
+        --base "$base" --seed "$seed" --out "$OUT/s$seed/haloc" ) &
   for method in $METHODS; do
-    ( run "${method}_s$seed" hh baseline --method "$method" "${common[@]}" --base "$base" --seed "$seed" \
-          --out "$OUT/s$seed/$method" ) &
+    ( run "${method}_s$seed" "$OUT/s$seed/$method/metrics.json" hh baseline --method "$method" "${common[@]}" \
+          --base "$base" --seed "$seed" --out "$OUT/s$seed/$method" ) &
   done
 done
 wait

@@ -45,23 +45,12 @@ declare -A STEPS=([resnet20]=4 [vgg16]=8)
 declare -A BUDGETS=([resnet20]=0.55 [vgg16]=0.2)
 STEP=${STEP:-${STEPS[$MODEL]:-8}}
 BUDGET=${BUDGET:-${BUDGETS[$MODEL]:-0.5}}
-# a repeated seed would run twice into one folder: refuse it
-dup=$(printf '%s\n' $SEEDS | sort | uniq -d | head -1)
-if [ -n "$dup" ]; then echo "error: SEEDS repeats seed $dup (SEEDS=\"$SEEDS\"); fix: list each seed once" >&2; exit 2; fi
+source "$(dirname "${BASH_SOURCE[0]}")/study_lib.sh"
+require_distinct_seeds "$SEEDS"
 export PYTHONUNBUFFERED=1
 cores=$(nproc 2>/dev/null || echo 4)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/logs" "$OUT/tables"
-hh() { "$PY" -m haloc_hw.cli "$@"; }
-run() {  # run NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else log, time, record the exit code
-  local name=$1 done_file=$2; shift 2
-  if [ -e "$done_file" ]; then echo "$name skipped (done)" | tee -a "$OUT/logs/steps.txt"; return 0; fi
-  local t0=$SECONDS
-  "$@" >"$OUT/logs/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc wall=$((SECONDS - t0))s" | tee -a "$OUT/logs/steps.txt"
-  return $rc
-}
 { date -u +%FT%TZ; git rev-parse HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
   "$PY" -c 'import torch; print("torch", torch.__version__)'; echo "cores $cores"; } >>"$OUT/logs/provenance.txt"
 if [ "$MPS" = 1 ]; then  # keep MPS only when a CUDA client really works through it

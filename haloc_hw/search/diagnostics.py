@@ -42,21 +42,29 @@ def entropy_curves(history: Mapping[str, Any]) -> dict[str, list[float]]:
 
 def plot_entropy(history: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
     """One line per layer: normalised entropy of p against the search epoch (PNG at ``path``)."""
-    from haloc_hw.report.plots import _colors, _figure, _save
+    from haloc_hw.report.plots import _save
 
     curves = entropy_curves(history)
     if not curves:
         raise HalocError("the search history has no epochs", key="epochs", fix="plot a finished search")
+    fig, ax = _epoch_curves(curves, "entropy of p / log(#candidates)", title or "convergence of p per layer")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=6, ncol=2, loc="lower left")
+    return _save(fig, Path(path))
+
+
+def _epoch_curves(curves: Mapping[str, Sequence[float]], ylabel: str, title: str, **line: Any) -> tuple[Any, Any]:
+    """A figure with one line per named curve against the search epoch (1, 2, ...), before its legend."""
+    from haloc_hw.report.plots import _colors, _figure
+
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     for color, (name, values) in zip(_colors(len(curves)), curves.items()):
-        ax.plot(range(1, len(values) + 1), values, color=color, label=name, linewidth=1.2)
+        ax.plot(range(1, len(values) + 1), values, color=color, label=name, linewidth=1.2, **line)
     ax.set_xlabel("search epoch")
-    ax.set_ylabel("entropy of p / log(#candidates)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title or "convergence of p per layer")
-    ax.legend(fontsize=6, ncol=2, loc="lower left")
-    return _save(fig, Path(path))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig, ax
 
 
 def budget_curve(history: Mapping[str, Any]) -> list[float]:
@@ -71,20 +79,15 @@ def budget_curve(history: Mapping[str, Any]) -> list[float]:
 
 def plot_budget_tracking(histories: Mapping[str, Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
     """One line per labelled search: E_p[cost] / budget against the search epoch (PNG at ``path``)."""
-    from haloc_hw.report.plots import _colors, _figure, _save
+    from haloc_hw.report.plots import _save
 
     curves = {label: budget_curve(history) for label, history in histories.items()}
     curves = {label: values for label, values in curves.items() if values}
     if not curves:
         raise HalocError("no search history with epochs to plot", key="epochs", fix="plot finished searches")
-    fig = _figure(7.0, 4.0)
-    ax = fig.add_subplot(1, 1, 1)
-    for color, (label, values) in zip(_colors(len(curves)), curves.items()):
-        ax.plot(range(1, len(values) + 1), values, color=color, label=label, linewidth=1.2, marker="o", markersize=3)
+    fig, ax = _epoch_curves(curves, "expected cost under p / budget", title or "how the search holds its budget",
+                            marker="o", markersize=3)
     ax.axhline(1.0, color="0.4", linestyle=":", linewidth=1.0)
-    ax.set_xlabel("search epoch")
-    ax.set_ylabel("expected cost under p / budget")
-    ax.set_title(title or "how the search holds its budget")
     ax.legend(fontsize=7, loc="best")
     return _save(fig, Path(path))
 
